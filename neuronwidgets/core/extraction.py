@@ -316,7 +316,9 @@ class _Extractor:
         covered = {w for _, w in pairs}
         if len(covered) < len(spans):
             return None
-        texts = [text[s:e] for s, e in offs]
+        # a token's text is its span of the input; a token with an empty span (e.g. a lone space that the
+        # tokenizer trims) shows its decoded form instead
+        texts = [text[s:e] or self.handle.tokenizer.decode([i]) for i, (s, e) in zip(ids, offs)]
         return _Sentence(ids, texts, pairs, primary, self._windows(len(ids), primary))
 
     def _align_with_unk(self, text: str, spans: list[tuple[int, int]]) -> _Sentence:

@@ -261,9 +261,8 @@ class ModelHandle:
         if self.kind == "classifier":
             return logits, enc
         if self.kind == "causal-lm":
-            last = enc["attention_mask"].sum(1) - 1 if self.tokenizer.padding_side == "right" else None
-            if last is None:
-                return logits[:, -1], enc
+            # right padding (see _make_handle): the last real token of each row
+            last = enc["attention_mask"].sum(1) - 1
             return logits[torch.arange(logits.shape[0]), last], enc
         # masked LM: first mask token of each text
         mask_id = self.tokenizer.mask_token_id
@@ -422,8 +421,9 @@ def _make_handle(display: str, model: nn.Module, tokenizer: Any, kind: str, devi
     if tokenizer.pad_token is None:
         # causal LMs often lack a pad token; padding is masked out, so any id will do
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    if kind == "causal-lm":
-        tokenizer.padding_side = "left"
+    # Right padding everywhere: with left padding, models that derive positions from the cache (Llama,
+    # GPT-2 in transformers 5) shift the real tokens' positions, changing every activation.
+    tokenizer.padding_side = "right"
     blocks = _find_blocks(model)
     down = _find_down_proj(blocks[0], display)
     labels: list[str] = []

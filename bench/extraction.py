@@ -1,0 +1,231 @@
+"""Extraction benchmark: ``extract_activations`` against a plain batched forward pass and against NeuroX.
+
+MiniLM, the first 1,000 sentences of UD English-EWT dev (sentences over 60 words skipped, as the NeuroX
+anchor does), every layer's residual stream (embed + 6 blocks = 7 × 384 = 2,688 features), word-level
+mean. Prints progress to stderr and ONE JSON line to stdout (the last line):
+
+- ``words_per_s``: in-memory extraction; ``forward_words_per_s``: a batched, length-sorted forward pass of
+  the same model over the same tokenised sentences (no alignment or aggregation), in the same process;
+  ``ratio`` = the two (target ≥ 0.85). Both are warmed up once, then run interleaved ``--repeats`` times;
+  the median time counts.
+- ``peak_rss_mb``: peak memory of this process (model, corpus, in-memory activations, forward baseline).
+- ``stream_*_1x`` / ``stream_*_4x``: streaming extraction to a temporary store over 1× and 4× the
+  sentences (dev + test), each in its own subprocess so each has its own peak memory.
+- ``neurox_*``: NeuroX 1.0.9 on the same sentences, via ``../shared/anchors/neurox_baseline.py`` in its
+  own venv (``--neurox-python``, ``$NEUROX_PYTHON``, default ``/tmp/neurox-env/bin/python``); null when
+  that interpreter is missing.
+
+Run from the repo root: ``python bench/extraction.py [--sentences 1000] [--repeats 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from neuronwidgets.core import Corpus, extract_activations, load_conllu, load_model
+from neuronwidgets.core.offline import minilm_path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DEV, TEST = "en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"
+BATCH_SIZE, MAX_BATCH_TOKENS = 32, 4096  # extract_activations' defaults, used by the baseline too
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def load_corpus(data: Path, sentences: int, max_words: int) -> Corpus:
+    """The first ``sentences`` sentences of dev, continuing into test when dev runs out."""
+    corpus = load_conllu(data / DEV, columns=["upos"], max_sentences=sentences, max_words=max_words)
+    if len(corpus) < sentences:
+        test = load_conllu(
+            data / TEST, columns=["upos"], max_sentences=sentences - len(corpus), max_words=max_words
+        )
+        corpus = Corpus.from_words(corpus.words + test.words, name=f"{DEV}+{TEST}")
+    return corpus
+
+
+def forward_batches(handle, corpus: Corpus) -> list[dict[str, torch.Tensor]]:
+    """The baseline's inputs: the texts extraction reads, tokenised with special tokens, sorted longest
+    first and grouped by the same rule as ``extract_activations`` (≤ 32 texts, ≤ 4,096 padded tokens)."""
+    ids = sorted(handle.tokenizer(corpus.texts, add_special_tokens=True)["input_ids"], key=len, reverse=True)
+    groups: list[list[list[int]]] = []
+    for seq in ids:
+        if (
+            groups
+            and len(groups[-1]) < BATCH_SIZE
+            and len(groups[-1][0]) * (len(groups[-1]) + 1) <= MAX_BATCH_TOKENS
+        ):
+            groups[-1].append(seq)
+        else:
+            groups.append([seq])
+    batches = []
+    for group in groups:
+        width = len(group[0])
+        input_ids = torch.full((len(group), width), handle.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for r, seq in enumerate(group):
+            input_ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
+        batches.append({"input_ids": input_ids, "attention_mask": mask})
+    return batches
+
+
+def time_forward(handle, batches: list[dict[str, torch.Tensor]]) -> float:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for inputs in batches:
+            handle.model(**inputs, output_hidden_states=True)
+    return time.perf_counter() - start
+
+
+def time_extract(handle, corpus: Corpus, **kw) -> tuple[float, int]:
+    start = time.perf_counter()
+    acts = extract_activations(handle, corpus, layers="all", components="resid", progress=False, **kw)
+    elapsed = time.perf_counter() - start
+    return elapsed, sum(acts.widths.values())
+
+
+def stream_child(args: argparse.Namespace) -> None:
+    """Subprocess mode: one streaming extraction to a temporary store; prints its words/s and peak memory."""
+    handle = load_model("minilm")
+    corpus = load_corpus(args.data, args.stream_child, args.max_words)
+    time_extract(handle, corpus[:64])  # warm-up, small enough not to raise the peak
+    with tempfile.TemporaryDirectory(prefix="nw-bench-") as tmp:
+        elapsed, _ = time_extract(handle, corpus, store=Path(tmp) / "store")
+    out = {
+        "sentences": len(corpus),
+        "words": corpus.num_words,
+        "words_per_s": round(corpus.num_words / elapsed, 1),
+    }
+    print(json.dumps({**out, "peak_rss_mb": peak_rss_mb()}))
+
+
+def run_json(cmd: list[str]) -> dict | None:
+    """Run a command and parse the JSON on its last stdout line (None, with a log line, if it fails)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        log(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        return None
+    return json.loads(lines[-1])
+
+
+def run_stream(args: argparse.Namespace, sentences: int) -> dict | None:
+    log(f"streaming extraction of {sentences} sentences in a subprocess")
+    cmd = [sys.executable, __file__, "--data", str(args.data), "--max-words", str(args.max_words)]
+    return run_json([*cmd, "--stream-child", str(sentences)])
+
+
+def run_neurox(args: argparse.Namespace) -> dict | None:
+    python = Path(args.neurox_python)
+    if not python.exists():
+        log(f"NeuroX interpreter {python} not found: neurox_* fields are null")
+        return None
+    log("NeuroX baseline in its own venv")
+    with tempfile.TemporaryDirectory(prefix="nw-neurox-") as tmp:
+        cmd = [
+            str(python),
+            str(SHARED / "anchors" / "neurox_baseline.py"),
+            str(minilm_path()),
+            str(args.data / DEV),
+        ]
+        return run_json([*cmd, tmp, "--max-sents", str(args.sentences)])
+
+
+def machine() -> dict:
+    model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--data", type=Path, default=SHARED / "data" / "ud_english_ewt", help="UD English-EWT folder"
+    )
+    ap.add_argument("--sentences", type=int, default=1000)
+    ap.add_argument(
+        "--max-words", type=int, default=60, help="skip longer sentences (as the NeuroX anchor does)"
+    )
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--neurox-python", default=os.environ.get("NEUROX_PYTHON", "/tmp/neurox-env/bin/python"))
+    ap.add_argument("--stream-child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.stream_child:
+        return stream_child(args)
+
+    handle = load_model("minilm")
+    corpus = load_corpus(args.data, args.sentences, args.max_words)
+    batches = forward_batches(handle, corpus)
+    log(f"{len(corpus)} sentences, {corpus.num_words} words, {len(batches)} batches; warming up")
+    time_forward(handle, batches)
+    _, features = time_extract(handle, corpus)
+    extract_s, forward_s = [], []
+    for r in range(args.repeats):  # interleaved, alternating which goes first
+        for which in ("forward", "extract") if r % 2 == 0 else ("extract", "forward"):
+            if which == "forward":
+                forward_s.append(time_forward(handle, batches))
+            else:
+                extract_s.append(time_extract(handle, corpus)[0])
+        log(f"round {r + 1}: extract {extract_s[-1]:.2f} s, forward {forward_s[-1]:.2f} s")
+    words = corpus.num_words
+    words_per_s = words / statistics.median(extract_s)
+    forward_words_per_s = words / statistics.median(forward_s)
+    result = {
+        "bench": "extraction",
+        "model": "minilm",
+        "sentences": len(corpus),
+        "words": words,
+        "features": features,
+        "words_per_s": round(words_per_s, 1),
+        "forward_words_per_s": round(forward_words_per_s, 1),
+        "ratio": round(words_per_s / forward_words_per_s, 3),
+        "extract_s_runs": [round(t, 2) for t in extract_s],
+        "forward_s_runs": [round(t, 2) for t in forward_s],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    for label, n in (("1x", args.sentences), ("4x", 4 * args.sentences)):
+        stream = run_stream(args, n) or {}
+        result[f"stream_sentences_{label}"] = stream.get("sentences")
+        result[f"stream_words_per_s_{label}"] = stream.get("words_per_s")
+        result[f"stream_peak_rss_mb_{label}"] = stream.get("peak_rss_mb")
+    neurox = run_neurox(args) or {}
+    result["neurox_words_per_s"] = neurox.get("tokens_per_s")
+    result["neurox_words"] = neurox.get("tokens")
+    result["neurox_peak_rss_mb"] = neurox.get("peak_rss_mb")
+    result["machine"] = machine()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+/**
+ * TokenHeatmap front end: tokens of several sentences coloured by one neuron's activation (or any
+ * per-token score) on a symmetric diverging scale.
+ *
+ * DOM contract (the browser tests rely on it; keep it stable):
+ * - the root element has classes `nw-root nw-heatmap`;
+ * - each shown token is a `span.nw-token` whose textContent is exactly the token string, with
+ *   `data-value` = String(value) of the float32 value as a JS number (full precision),
+ *   `data-sentence` = the sentence's index in the data set and `data-index` = the token's position in it;
+ * - `select.nw-site` lists the sites (option value = site name, e.g. "layer.3.resid");
+ *   `input[type=number].nw-neuron` holds the neuron index (its change event commits it);
+ *   `select.nw-granularity` (values "word" / "token") exists only when both views are available;
+ *   these controls are absent (`.nw-controls` hidden) for plain scores (`TokenHeatmap.from_scores`);
+ * - `.nw-status` (aria-live="polite") holds the label of the values shown, e.g. "layer.3.resid:42",
+ *   and changes only once those values are displayed;
+ * - `.nw-error` (role="alert") shows errors and is `hidden` when there are none;
+ * - `.nw-legend` shows the colour bar with its min / 0 / max as text.
+ *
+ * Synced traits (Python `TokenHeatmap`): see `HeatmapModel` below.
+ */
+import "./styles.css";
+import type { AnyModel } from "@anywidget/types";
+import { formatFloat32, formatShort, liveRegion } from "../shared/a11y";
+import { type EncodedArray, decodeArray } from "../shared/codecs";
+import { type Palette, symmetricScale, textColour, toCss, valueColour } from "../shared/colour";
+import { h, uid } from "../shared/dom";
+import { hostIsDark, resolvePalette, watchTheme } from "../shared/theme";
+
+export { createOfflineModel } from "./offline";
+
+/** The synced state (trait names of the Python widget). */
+export interface HeatmapModel {
+  /** Tokens (or words) of the shown sentences. */
+  tokens: string[][];
+  /** Word index of each token (tokens of one word are drawn joined); empty lists for words/scores. */
+  word_ids: number[][];
+  /** Index of each shown sentence in the data set. */
+  sentences: number[];
+  /** float32 [n_tokens]: the shown sentences' values, concatenated. */
+  values: EncodedArray | null;
+  /** What the values are, e.g. "layer.3.resid:42"; shown in `.nw-status`. */
+  label: string;
+  /** The neuron the browser asks for ("site:index"); Python answers with values + label, or error. */
+  neuron: string;
+  sites: string[];
+  widths: Record<string, number>;
+  granularity: string;
+  granularities: string[];
+  error: string;
+  /** Static exports only: a note next to the controls, and whether neuron controls are disabled. */
+  export_note?: string;
+  export_fixed?: boolean;
+}
+
+type Model = AnyModel<HeatmapModel>;
+
+const GRANULARITY_NAMES: Record<string, string> = { word: "words", token: "subword tokens" };
+
+function splitNeuron(neuron: string): [string, string] {
+  const cut = neuron.lastIndexOf(":");
+  return cut < 0 ? [neuron, ""] : [neuron.slice(0, cut), neuron.slice(cut + 1)];
+}
+
+export function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
+  const abort = new AbortController();
+  const signal = abort.signal;
+  const root = h("div", "nw-root nw-heatmap");
+  root.classList.toggle("nw-dark", hostIsDark(el.ownerDocument));
+
+  // -- controls ----------------------------------------------------------------------------------
+  const controls = h("div", "nw-controls");
+  const field = (labelText: string, control: HTMLElement, extra?: HTMLElement) => {
+    const id = uid();
+    control.id = id;
+    const wrap = h("span", "nw-field");
+    wrap.append(h("label", "", { for: id }, labelText), control);
+    if (extra) wrap.append(extra);
+    return wrap;
+  };
+  const siteSel = h("select", "nw-site");
+  const neuronIn = h("input", "nw-neuron", { type: "number", min: "0", step: "1", inputmode: "numeric" });
+  const widthText = h("span", "nw-width");
+  const granSel = h("select", "nw-granularity");
+  const siteField = field("Site", siteSel);
+  const neuronField = field("Neuron", neuronIn, widthText);
+  const granField = field("Show", granSel);
+  const note = h("span", "nw-note");
+  controls.append(siteField, neuronField, granField, note);
+
+  // -- header: status and legend ------------------------------------------------------------------
+  const header = h("div", "nw-header");
+  const status = h("span", "nw-status", { "aria-live": "polite", "aria-atomic": "true" });
+  const legend = h("div", "nw-legend", { role: "img" });
+  const bar = h("div", "nw-legend-bar");
+  const ticks = h("div", "nw-legend-ticks");
+  const [minText, zeroText, maxText] = ["nw-legend-min", "nw-legend-zero", "nw-legend-max"].map((c) =>
+    h("span", c),
+  );
+  zeroText.textContent = "0";
+  ticks.append(minText, zeroText, maxText);
+  legend.append(bar, ticks);
+  header.append(status, legend);
+
+  const errorBox = h("div", "nw-error", { role: "alert" });
+  errorBox.hidden = true;
+  const body = h("div", "nw-sentences", {
+    tabindex: "0",
+    role: "group",
+    "aria-label": "Tokens coloured by value. Use the arrow keys to read each token's value.",
+  });
+  const tooltip = h("div", "nw-tooltip", { role: "tooltip" });
+  tooltip.hidden = true;
+  const readout = liveRegion("nw-readout");
+  root.append(controls, header, errorBox, body, tooltip, readout);
+  el.appendChild(root);
+
+  // -- state ----------------------------------------------------------------------------------------
+  let spans: HTMLSpanElement[] = [];
+  const position = new WeakMap<Element, number>();
+  let values: ArrayLike<number> = new Float32Array(0);
+  let palette: Palette = resolvePalette(root);
+  let localError = "";
+  let active = -1;
+
+  const showError = () => {
+    const text = localError || model.get("error") || "";
+    errorBox.textContent = text;
+    errorBox.hidden = !text;
+    if (text) body.removeAttribute("aria-busy");
+  };
+
+  // -- drawing --------------------------------------------------------------------------------------
+  /** Build the token spans (only when the tokens change), then colour them. */
+  const rebuild = () => {
+    const tokens = model.get("tokens") ?? [];
+    const ids = model.get("sentences") ?? [];
+    const wordIds = model.get("word_ids") ?? [];
+    const frag = document.createDocumentFragment();
+    spans = [];
+    tokens.forEach((sentence, s) => {
+      const sid = String(ids[s] ?? s);
+      const row = h("div", "nw-sentence", { "data-sentence": sid });
+      row.append(h("span", "nw-sentence-label", { "aria-hidden": "true" }, sid));
+      const wid = wordIds[s];
+      sentence.forEach((token, i) => {
+        const span = document.createElement("span");
+        span.className = wid && i > 0 && wid[i] >= 0 && wid[i] === wid[i - 1] ? "nw-token nw-cont" : "nw-token";
+        span.textContent = token;
+        span.setAttribute("data-sentence", sid);
+        span.setAttribute("data-index", String(i));
+        position.set(span, spans.length);
+        spans.push(span);
+        row.append(span);
+      });
+      frag.append(row);
+    });
+    body.replaceChildren(frag);
+    active = -1;
+    hideTooltip();
+    restyle();
+  };
+
+  /** Colour the existing spans from `values` (no DOM rebuild), then update legend and status. */
+  const restyle = () => {
+    localError = "";
+    const encoded = model.get("values");
+    let data: ArrayLike<number> = new Float32Array(0);
+    try {
+      if (encoded) data = decodeArray(encoded).data;
+    } catch (err) {
+      localError = `Cannot read the values: ${(err as Error).message}`;
+    }
+    if (!localError && data.length !== spans.length) {
+      localError = `Got ${data.length} values for ${spans.length} tokens.`;
+    }
+    if (localError) {
+      showError();
+      return;
+    }
+    values = data;
+    for (let i = 0; i < spans.length; i++) spans[i].setAttribute("data-value", String(data[i]));
+    paint();
+    status.textContent = model.get("label") ?? "";
+    body.removeAttribute("aria-busy");
+    showError();
+    if (active >= 0) showTooltip(spans[active]);
+  };
+
+  /** Apply palette colours to spans and legend (also on theme changes). */
+  const paint = () => {
+    const scale = symmetricScale(values);
+    for (let i = 0; i < spans.length; i++) {
+      const tile = valueColour(values[i], scale, palette);
+      const style = spans[i].style;
+      style.backgroundColor = toCss(tile);
+      style.color = toCss(textColour(tile, palette));
+    }
+    bar.style.background = `linear-gradient(to right, ${toCss(palette.neg)}, ${toCss(palette.bg)}, ${toCss(palette.pos)})`;
+    minText.textContent = formatShort(-scale);
+    maxText.textContent = formatShort(scale);
+    legend.setAttribute(
+      "aria-label",
+      `Colour scale: ${formatShort(-scale)} purple, 0 background colour, ${formatShort(scale)} orange`,
+    );
+  };
+
+  const syncControls = () => {
+    const sites = model.get("sites") ?? [];
+    const grans = model.get("granularities") ?? [];
+    const widths = model.get("widths") ?? {};
+    const [site, index] = splitNeuron(model.get("neuron") ?? "");
+    const fixed = Boolean(model.get("export_fixed"));
+    siteField.hidden = neuronField.hidden = sites.length === 0;
+    granField.hidden = grans.length < 2;
+    const noteText = model.get("export_note") ?? "";
+    note.textContent = noteText;
+    note.hidden = !noteText;
+    controls.hidden = siteField.hidden && granField.hidden && note.hidden;
+    if ([...siteSel.options].map((o) => o.value).join("\n") !== sites.join("\n")) {
+      siteSel.replaceChildren(...sites.map((s) => h("option", "", { value: s }, s)));
+    }
+    if (grans.length >= 2 && [...granSel.options].map((o) => o.value).join("\n") !== grans.join("\n")) {
+      granSel.replaceChildren(...grans.map((g) => h("option", "", { value: g }, GRANULARITY_NAMES[g] ?? g)));
+    }
+    siteSel.value = site;
+    neuronIn.value = index;
+    const width = widths[site];
+    if (width) {
+      neuronIn.max = String(width - 1);
+      widthText.textContent = `of 0\u2013${width - 1}`;
+    }
+    granSel.value = model.get("granularity") ?? "";
+    siteSel.disabled = neuronIn.disabled = fixed;
+  };
+
+  // -- tooltip and keyboard reading -------------------------------------------------------------------
+  const describe = (span: HTMLSpanElement) => {
+    const k = position.get(span) ?? -1;
+    return { token: span.textContent ?? "", value: formatFloat32(values[k]), where: `sentence ${span.getAttribute("data-sentence")}, token ${span.getAttribute("data-index")}` };
+  };
+
+  function showTooltip(span: HTMLSpanElement): void {
+    const d = describe(span);
+    const tok = h("span", "nw-tooltip-token", {}, d.token);
+    const val = h("span", "nw-tooltip-value", {}, d.value);
+    tooltip.replaceChildren(tok, val, h("span", "nw-tooltip-where", {}, d.where));
+    tooltip.hidden = false;
+    const r = span.getBoundingClientRect();
+    const base = root.getBoundingClientRect();
+    const left = Math.max(0, Math.min(r.left - base.left, base.width - tooltip.offsetWidth));
+    tooltip.style.left = `${left}px`;
+    tooltip.style.top = `${r.bottom - base.top + 4}px`;
+  }
+
+  function hideTooltip(): void {
+    tooltip.hidden = true;
+  }
+
+  const setActive = (k: number) => {
+    if (!spans.length) return;
+    spans[active]?.classList.remove("nw-active");
+    active = Math.max(0, Math.min(spans.length - 1, k));
+    const span = spans[active];
+    span.classList.add("nw-active");
+    span.scrollIntoView?.({ block: "nearest", inline: "nearest" });
+    showTooltip(span);
+    const d = describe(span);
+    readout.textContent = `${d.token}: ${d.value} (${d.where})`;
+  };
+
+  /** First token of the sentence before (-1) or after (+1) the active one. */
+  const sentenceStart = (dir: number) => {
+    const row = spans[active]?.parentElement;
+    const next = (dir > 0 ? row?.nextElementSibling : row?.previousElementSibling)?.querySelector(".nw-token");
+    return next ? (position.get(next) ?? active) : active;
+  };
+
+  // -- events (one delegated listener per kind; all removed by the cleanup) --------------------------
+  const commit = (neuron: string) => {
+    localError = "";
+    if (neuron === model.get("neuron")) {
+      showError();
+      return;
+    }
+    body.setAttribute("aria-busy", "true");
+    model.set("neuron", neuron);
+    model.save_changes();
+  };
+  const on = <K extends keyof HTMLElementEventMap>(
+    target: HTMLElement,
+    type: K,
+    fn: (e: HTMLElementEventMap[K]) => void,
+  ) => target.addEventListener(type, fn as EventListener, { signal });
+
+  on(siteSel, "change", () => {
+    const width = (model.get("widths") ?? {})[siteSel.value] ?? 1;
+    const [, current] = splitNeuron(model.get("neuron") ?? "");
+    const index = Math.min(Number(/^\d+$/.test(neuronIn.value) ? neuronIn.value : current) || 0, width - 1);
+    commit(`${siteSel.value}:${index}`);
+  });
+  on(neuronIn, "change", () => {
+    const raw = neuronIn.value.trim();
+    if (!/^\d+$/.test(raw)) {
+      const width = (model.get("widths") ?? {})[siteSel.value];
+      localError = `The neuron index must be a whole number${width ? ` from 0 to ${width - 1}` : ""}.`;
+      showError();
+      return;
+    }
+    commit(`${siteSel.value}:${Number(raw)}`);
+  });
+  on(granSel, "change", () => {
+    body.setAttribute("aria-busy", "true");
+    model.set("granularity", granSel.value);
+    model.save_changes();
+  });
+  on(body, "mouseover", (e) => {
+    const span = (e.target as Element).closest?.(".nw-token");
+    if (span) showTooltip(span as HTMLSpanElement);
+  });
+  on(body, "mouseleave", () => (active >= 0 ? showTooltip(spans[active]) : hideTooltip()));
+  on(body, "focus", () => setActive(active < 0 ? 0 : active));
+  on(body, "blur", () => {
+    spans[active]?.classList.remove("nw-active");
+    hideTooltip();
+  });
+  on(body, "keydown", (e) => {
+    const moves: Record<string, () => number> = {
+      ArrowRight: () => active + 1,
+      ArrowLeft: () => active - 1,
+      ArrowDown: () => sentenceStart(1),
+      ArrowUp: () => sentenceStart(-1),
+      Home: () => 0,
+      End: () => spans.length - 1,
+    };
+    if (e.key === "Escape") {
+      hideTooltip();
+    } else if (moves[e.key]) {
+      e.preventDefault();
+      setActive(moves[e.key]());
+    }
+  });
+
+  // -- theme: follow host theme switches; re-resolve once attached (el may be detached at render) ----
+  const refreshTheme = () => {
+    root.classList.toggle("nw-dark", hostIsDark(el.ownerDocument));
+    const next = resolvePalette(root);
+    if (JSON.stringify(next) !== JSON.stringify(palette)) {
+      palette = next;
+      paint();
+    }
+  };
+  const stopWatching = watchTheme(() => {
+    refreshTheme();
+    timers.push(setTimeout(refreshTheme, 300)); // stylesheets of a new theme may load a moment later
+  }, el.ownerDocument);
+  const timers: ReturnType<typeof setTimeout>[] = [setTimeout(refreshTheme, 0), setTimeout(refreshTheme, 300)];
+
+  // -- model events ------------------------------------------------------------------------------------
+  const handlers: [string, () => void][] = [
+    ["change:tokens", rebuild],
+    ["change:sentences", rebuild],
+    ["change:word_ids", rebuild],
+    ["change:values", restyle],
+    ["change:label", restyle],
+    ["change:error", showError],
+    ["change:neuron", syncControls],
+    ["change:sites", syncControls],
+    ["change:widths", syncControls],
+    ["change:granularity", syncControls],
+    ["change:granularities", syncControls],
+  ];
+  // Several keys can change in one update (tokens + values); draw once per batch.
+  let scheduled: Set<() => void> | null = null;
+  const batched = (fn: () => void) => () => {
+    if (scheduled) {
+      scheduled.add(fn);
+      return;
+    }
+    scheduled = new Set([fn]);
+    queueMicrotask(() => {
+      const todo = scheduled!;
+      scheduled = null;
+      if (signal.aborted) return;
+      if (todo.has(rebuild)) todo.delete(restyle);
+      for (const f of todo) f();
+    });
+  };
+  const bound = handlers.map(([event, fn]) => [event, batched(fn)] as const);
+  for (const [event, fn] of bound) model.on(event, fn);
+
+  syncControls();
+  rebuild();
+
+  return () => {
+    abort.abort();
+    for (const [event, fn] of bound) model.off(event, fn);
+    stopWatching();
+    timers.forEach(clearTimeout);
+    root.remove();
+  };
+}
+
+export default { render };

@@ -1,0 +1,8 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    environment: "jsdom",
+    include: ["shared/**/*.test.ts", "token_heatmap/**/*.test.ts"],
+  },
+});
