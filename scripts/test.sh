@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set everything up (Chromium included), then run every test layer:
+#   lint and types (ruff, mypy, tsc) · JS unit tests (vitest) · Python tests: core, widget models and
+#   the real-browser tests (JupyterLab + headless Chromium) · the tour notebook executed headless ·
+#   the built wheel carries the bundles and installs without Node.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --browser
+VENV="${NEURONWIDGETS_VENV:-.venv}"
+PY="$VENV/bin/python"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 NEURONWIDGETS_REQUIRE_BROWSER=1
+step() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
+
+step "lint and format (ruff)"
+"$PY" -m ruff check .
+"$PY" -m ruff format --check .
+step "types (mypy, tsc --noEmit)"
+"$PY" -m mypy
+(cd js && npm run --silent typecheck)
+step "JS unit tests (vitest)"
+(cd js && npm test --silent)
+step "the wheel ships the bundles and installs without Node"
+rm -rf build/wheel build/wheel-install && mkdir -p build/wheel
+"$PY" -m pip wheel -q --no-deps --no-build-isolation -w build/wheel .
+"$PY" - <<'PYEOF'
+import glob, zipfile
+names = zipfile.ZipFile(glob.glob("build/wheel/*.whl")[0]).namelist()
+bundles = [n for n in names if n.startswith("neuronwidgets/static/") and n.endswith(".js")]
+assert bundles, "the wheel has no JS bundles"
+print("bundles in wheel:", ", ".join(sorted(bundles)))
+PYEOF
+PATH="$(dirname "$(readlink -f "$PY")")" "$PY" -m pip install -q --no-deps --target build/wheel-install build/wheel/*.whl
+test -f build/wheel-install/neuronwidgets/static/token_heatmap.js
+step "the tour notebook runs headless"
+mkdir -p build
+"$PY" -m jupyter nbconvert --to notebook --execute notebooks/00_tour.ipynb \
+  --ExecutePreprocessor.timeout=600 --output-dir build --output 00_tour.executed.ipynb
+step "Python tests: core, widget models, real browser"
+"$PY" -m pytest tests -q -ra "$@"
