@@ -14,7 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import FAMILIES, make_tiny_model  # noqa: E402
+from tiny_models import FAMILIES, make_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 UD_DEV = REPO.parent / "shared" / "data" / "ud_english_ewt" / "en_ewt-ud-dev.conllu"

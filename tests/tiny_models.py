@@ -45,47 +45,87 @@ def make_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tok.train_from_iterator(CORPUS * 5, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+        tok.train_from_iterator(
+            CORPUS * 5, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials)
+        )
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B [SEP]",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
         )
         from tokenizers import decoders
 
         tok.decoder = decoders.WordPiece()
         fast = T.PreTrainedTokenizerFast(
-            tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-            mask_token="[MASK]", model_max_length=64,
+            tokenizer_object=tok,
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            mask_token="[MASK]",
+            model_max_length=64,
         )
         config = T.BertConfig(
-            vocab_size=len(fast), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=24, max_position_embeddings=64, architectures=["BertModel"],
+            vocab_size=len(fast),
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=24,
+            max_position_embeddings=64,
+            architectures=["BertModel"],
         )
         model = T.BertModel(config)
     elif family == "roberta":
         specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
         tok = _train_bpe(True, specials)
-        tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
+        tok.post_processor = processors.RobertaProcessing(
+            ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>"))
+        )
         fast = T.PreTrainedTokenizerFast(
-            tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-            cls_token="<s>", sep_token="</s>", mask_token="<mask>", model_max_length=62,
+            tokenizer_object=tok,
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            cls_token="<s>",
+            sep_token="</s>",
+            mask_token="<mask>",
+            model_max_length=62,
         )
         config = T.RobertaConfig(
-            vocab_size=len(fast), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=24, max_position_embeddings=64, pad_token_id=fast.pad_token_id,
-            architectures=["RobertaForSequenceClassification"], num_labels=3,
-            id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2},
+            vocab_size=len(fast),
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=24,
+            max_position_embeddings=64,
+            pad_token_id=fast.pad_token_id,
+            architectures=["RobertaForSequenceClassification"],
+            num_labels=3,
+            id2label={0: "neg", 1: "neu", 2: "pos"},
+            label2id={"neg": 0, "neu": 1, "pos": 2},
         )
         model = T.RobertaForSequenceClassification(config)
     elif family == "gpt2":
         tok = _train_bpe(True, ["<|endoftext|>"])
         fast = T.PreTrainedTokenizerFast(
-            tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+            tokenizer_object=tok,
+            bos_token="<|endoftext|>",
+            eos_token="<|endoftext|>",
+            unk_token="<|endoftext|>",
             model_max_length=64,
         )
         config = T.GPT2Config(
-            vocab_size=len(fast), n_embd=16, n_layer=2, n_head=2, n_inner=24, n_positions=64,
-            bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, architectures=["GPT2LMHeadModel"],
+            vocab_size=len(fast),
+            n_embd=16,
+            n_layer=2,
+            n_head=2,
+            n_inner=24,
+            n_positions=64,
+            bos_token_id=fast.bos_token_id,
+            eos_token_id=fast.eos_token_id,
+            architectures=["GPT2LMHeadModel"],
         )
         model = T.GPT2LMHeadModel(config)
     elif family == "llama":
@@ -94,9 +134,16 @@ def make_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
             tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", model_max_length=64
         )
         config = T.LlamaConfig(
-            vocab_size=len(fast), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-            intermediate_size=24, max_position_embeddings=64, bos_token_id=fast.bos_token_id,
-            eos_token_id=fast.eos_token_id, architectures=["LlamaForCausalLM"],
+            vocab_size=len(fast),
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=24,
+            max_position_embeddings=64,
+            bos_token_id=fast.bos_token_id,
+            eos_token_id=fast.eos_token_id,
+            architectures=["LlamaForCausalLM"],
         )
         model = T.LlamaForCausalLM(config)
     else:

@@ -251,8 +251,10 @@ class Activations:
         """float ``[n_units, width]``: every unit (or those of ``sentences``) at one site."""
         name = self.check_site(site)
         if sentences is not None:
-            return np.concatenate([self.sentence(i, name) for i in sentences]) if len(sentences) else np.zeros(
-                (0, self.widths[name]), dtype=np.float32
+            return (
+                np.concatenate([self.sentence(i, name) for i in sentences])
+                if len(sentences)
+                else np.zeros((0, self.widths[name]), dtype=np.float32)
             )
         return np.concatenate([np.asarray(ch.arrays[name]) for _, ch in self.iter_chunks()])
 
@@ -295,4 +297,6 @@ class Activations:
             sent += [i] * len(us)
             pos += list(range(len(us)))
             text += us
-        return pd.DataFrame({"sentence": sent, "position": pos, self.granularity: text, addr.name: self.neuron(addr)})
+        return pd.DataFrame(
+            {"sentence": sent, "position": pos, self.granularity: text, addr.name: self.neuron(addr)}
+        )

@@ -79,7 +79,9 @@ def parse_site(text: str | Site) -> Site:
         )
     component = m.group("component")
     if component not in COMPONENTS:
-        raise ValueError(f"unknown component {component!r} in {text!r}: choose one of {', '.join(COMPONENTS)}")
+        raise ValueError(
+            f"unknown component {component!r} in {text!r}: choose one of {', '.join(COMPONENTS)}"
+        )
     if m.group("embed"):
         if component != "resid":
             raise ValueError(f"the embeddings only have a residual stream: use 'embed.resid', not {text!r}")

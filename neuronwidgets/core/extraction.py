@@ -168,7 +168,9 @@ def extract_activations(
 
     bar = tqdm(total=len(corpus), desc=f"extracting {handle.name}", unit="sent", disable=not show)
     chunks: list[Chunk] = []
-    extractor = _Extractor(handle, sites, granularity, aggregation, template, budget, batch_size, max_batch_tokens)
+    extractor = _Extractor(
+        handle, sites, granularity, aggregation, template, budget, batch_size, max_batch_tokens
+    )
     try:
         for k, (a, b) in enumerate(bounds):
             if root is not None and (root / "chunks" / f"{k:05d}").exists():
@@ -455,7 +457,10 @@ class _Extractor:
                 if wa <= t < wb:
                     src_pos.append(shift + t)
                     dst.append(row)
-        inputs: dict[str, Any] = {"input_ids": ids.to(self.handle.device), "attention_mask": mask.to(self.handle.device)}
+        inputs: dict[str, Any] = {
+            "input_ids": ids.to(self.handle.device),
+            "attention_mask": mask.to(self.handle.device),
+        }
         if self.handle.kind == "causal-lm":
             inputs["use_cache"] = False
         with torch.inference_mode():

@@ -12,7 +12,7 @@ Hooks are always removed in ``finally``, so a model never keeps one after an err
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -88,7 +88,9 @@ def site_hooks(handle: ModelHandle, sites: Sequence[Site], fn: SiteFn) -> Iterat
 
 
 @contextmanager
-def capture(handle: ModelHandle, sites: Sequence[Site], stop_early: bool = True) -> Iterator[dict[Site, torch.Tensor]]:
+def capture(
+    handle: ModelHandle, sites: Sequence[Site], stop_early: bool = True
+) -> Iterator[dict[Site, torch.Tensor]]:
     """Record the activation at each site (``[batch, seq, width]``) of the forward passes run inside.
 
     With ``stop_early`` the forward pass ends (via :class:`StopForward`, which the caller catches) as soon
@@ -112,14 +114,15 @@ def _forward_order(site: Site) -> tuple[int, int]:
     return (site.layer, 0 if site.component == "mlp" else 1)
 
 
-def run_capturing(handle: ModelHandle, sites: Sequence[Site], inputs: dict[str, torch.Tensor]) -> dict[Site, torch.Tensor]:
+def run_capturing(
+    handle: ModelHandle, sites: Sequence[Site], inputs: dict[str, torch.Tensor]
+) -> dict[Site, torch.Tensor]:
     """One forward pass that returns the activations at ``sites``."""
-    with capture(handle, sites) as store:
-        try:
-            handle.model(**inputs)
-        except StopForward:
-            pass
+    with capture(handle, sites) as store, suppress(StopForward):
+        handle.model(**inputs)
     missing = [s.name for s in sites if s not in store]
     if missing:
-        raise RuntimeError(f"the forward pass never reached {', '.join(missing)}: is the model's layout supported?")
+        raise RuntimeError(
+            f"the forward pass never reached {', '.join(missing)}: is the model's layout supported?"
+        )
     return dict(store)

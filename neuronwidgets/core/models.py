@@ -91,9 +91,9 @@ class MeanPoolClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, num_labels: int):
         super().__init__()
         self.encoder = encoder
-        hidden = int(encoder.config.hidden_size)
-        self.head = nn.Linear(hidden, num_labels)
-        self.config = encoder.config
+        config: Any = encoder.config
+        self.config = config
+        self.head = nn.Linear(int(config.hidden_size), num_labels)
 
     @staticmethod
     def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,9 @@ class MeanPoolClassifier(nn.Module):
     ) -> Any:
         from transformers.modeling_outputs import SequenceClassifierOutput
 
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+        )
         if attention_mask is None:
             ref = input_ids if input_ids is not None else inputs_embeds[..., 0]  # type: ignore[index]
             attention_mask = torch.ones(ref.shape[:2], dtype=torch.long, device=ref.device)
@@ -153,7 +155,8 @@ class ModelHandle:
         proj = self.down_proj(0)
         if isinstance(proj, nn.Linear):
             return int(proj.in_features)
-        return int(proj.weight.shape[0])  # GPT-2's Conv1D stores its weight as [in, out]
+        weight: Any = proj.weight
+        return int(weight.shape[0])  # GPT-2's Conv1D stores its weight as [in, out]
 
     @property
     def device(self) -> torch.device:
@@ -218,10 +221,14 @@ class ModelHandle:
         tok_max = getattr(self.tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
             limits.append(tok_max)
-        pos = getattr(self.config, "max_position_embeddings", None) or getattr(self.config, "n_positions", None)
+        pos = getattr(self.config, "max_position_embeddings", None) or getattr(
+            self.config, "n_positions", None
+        )
         if pos:
             # RoBERTa-style position ids start after the padding index
-            offset = 2 if getattr(self.config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"} else 0
+            offset = (
+                2 if getattr(self.config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"} else 0
+            )
             limits.append(int(pos) - offset)
         return min(limits) if limits else 512
 
@@ -244,7 +251,11 @@ class ModelHandle:
             enc = self.tokenizer(
                 list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             )
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return {
+            k: v.to(self.device)
+            for k, v in enc.items()
+            if k in ("input_ids", "attention_mask", "token_type_ids")
+        }
 
     # -- predictions -----------------------------------------------------------------------------
     def logits(self, texts: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -268,7 +279,9 @@ class ModelHandle:
         mask_id = self.tokenizer.mask_token_id
         is_mask = enc["input_ids"] == mask_id
         if not bool(is_mask.any(1).all()):
-            raise ValueError(f"a masked-LM prediction needs a {self.tokenizer.mask_token} token in every text")
+            raise ValueError(
+                f"a masked-LM prediction needs a {self.tokenizer.mask_token} token in every text"
+            )
         pos = is_mask.float().argmax(1)
         return logits[torch.arange(logits.shape[0]), pos], enc
 
@@ -276,7 +289,7 @@ class ModelHandle:
         """Labelled probabilities: every class for a classifier, the ``top_k`` next (or masked) tokens
         for a language model. A list of texts gives a list of predictions."""
         single = isinstance(text, str)
-        texts = [text] if single else list(text)  # type: ignore[list-item]
+        texts: list[str] = [text] if isinstance(text, str) else list(text)
         with torch.inference_mode():
             logits, _ = self.logits(texts)
             probs = logits.float().softmax(-1).cpu()
@@ -287,7 +300,11 @@ class ModelHandle:
         if self.kind == "classifier":
             order = torch.argsort(probs, descending=True)
             return Prediction(
-                text, self.kind, [self.labels[int(i)] for i in order], probs[order].numpy(), [int(i) for i in order]
+                text,
+                self.kind,
+                [self.labels[int(i)] for i in order],
+                probs[order].numpy(),
+                [int(i) for i in order],
             )
         values, ids = probs.topk(min(top_k, probs.shape[0]))
         labels = [self.tokenizer.decode([int(i)]) for i in ids]
@@ -335,7 +352,9 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "neuronwidgets"
 
 
-def load_model(name_or_path: str | os.PathLike[str], *, kind: str | None = None, device: str = "cpu") -> ModelHandle:
+def load_model(
+    name_or_path: str | os.PathLike[str], *, kind: str | None = None, device: str = "cpu"
+) -> ModelHandle:
     """Load an embedded default (``"minilm"``, ``"minilm-sentiment"``, ``"smollm2"``), a local model
     folder, or a Hugging Face model name (downloads only where the hub is reachable).
 
@@ -346,7 +365,9 @@ def load_model(name_or_path: str | os.PathLike[str], *, kind: str | None = None,
         raise ValueError(f"unknown kind {kind!r}: choose from {', '.join(KINDS)}")
     name = os.fspath(name_or_path)
     if not name.strip():
-        raise ValueError("empty model name: pass 'minilm', 'minilm-sentiment', 'smollm2', a folder or a hub name")
+        raise ValueError(
+            "empty model name: pass 'minilm', 'minilm-sentiment', 'smollm2', a folder or a hub name"
+        )
     if name == "minilm":
         handle = _load_hf(str(minilm_path()), kind or "encoder", device, display="minilm")
     elif name == "minilm-sentiment":
@@ -356,8 +377,12 @@ def load_model(name_or_path: str | os.PathLike[str], *, kind: str | None = None,
     else:
         path = Path(name).expanduser()
         if path.exists() and not (path / "config.json").exists():
-            raise ValueError(f"{path} is not a model folder: it has no config.json (save one with save_pretrained)")
-        if not path.exists() and (name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1):
+            raise ValueError(
+                f"{path} is not a model folder: it has no config.json (save one with save_pretrained)"
+            )
+        if not path.exists() and (
+            name.startswith((".", "/", "~")) or (os.sep in name and name.count("/") > 1)
+        ):
             raise ValueError(f"model folder {name!r} does not exist")
         handle = _load_hf(str(path) if path.exists() else name, kind, device, display=name)
     return handle
@@ -476,8 +501,9 @@ def _load_minilm_sentiment(device: str) -> ModelHandle:
     meta = json.loads(head_file.with_suffix(".json").read_text())
     model = MeanPoolClassifier(encoder, len(meta["labels"]))
     model.head.load_state_dict(load_file(str(head_file)))
-    model.config.id2label = dict(enumerate(meta["labels"]))
-    model.config.label2id = {lab: i for i, lab in enumerate(meta["labels"])}
+    config: Any = model.config
+    config.id2label = dict(enumerate(meta["labels"]))
+    config.label2id = {lab: i for i, lab in enumerate(meta["labels"])}
     return _make_handle("minilm-sentiment", model, tokenizer, "classifier", device)
 
 

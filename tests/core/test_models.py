@@ -16,7 +16,13 @@ def test_loads_every_family_from_a_local_folder(tiny_models, family: str) -> Non
     assert m.kind == EXPECTED_KIND[family]
     assert m.num_layers == 2 and m.hidden_size == 16 and m.mlp_size == 24
     assert m.layer_names == ["embed", "layer.0", "layer.1"]
-    assert [s.name for s in m.sites()] == ["embed.resid", "layer.0.mlp", "layer.0.resid", "layer.1.mlp", "layer.1.resid"]
+    assert [s.name for s in m.sites()] == [
+        "embed.resid",
+        "layer.0.mlp",
+        "layer.0.resid",
+        "layer.1.mlp",
+        "layer.1.resid",
+    ]
     assert m.width("layer.1.mlp") == 24 and m.width("embed.resid") == 16
     assert not m.model.training
 
