@@ -13,7 +13,7 @@ Writes, next to ``neuronwidgets/core/assets/__init__.py``:
 ``minilm_sentiment_head.safetensors`` (the head's ``weight`` and ``bias``), ``minilm_sentiment_head.json``
 (labels and measured accuracies) and ``MODEL_CARD.md``.
 
-Run: ``/work/.venv-dev/bin/python scripts/train_sentiment_head.py`` (about two minutes on two CPU cores).
+Run: ``/work/.venv-dev/bin/python scripts/train_sentiment_head.py`` (3–4 minutes on two CPU cores, nearly all of it embedding).
 """
 
 from __future__ import annotations
@@ -220,7 +220,8 @@ exactly 0 are dropped. Split: a seeded permutation (numpy `default_rng({seed})`)
 ## Training
 Only the head is trained, on the frozen pooled embeddings: mean cross-entropy plus an L2 penalty on the
 weight (not the bias), minimised with full-batch LBFGS from zero. The L2 weight (which also sets the
-scale of the logits) was chosen on dev accuracy (ties: dev loss) from {{{l2_grid}}}: **{l2:g}**.
+scale of the logits) was chosen on dev accuracy (ties: dev loss) from the grid
+{{{l2_grid}}}: **{l2:g}**.
 
 ## Measured accuracy
 | split | accuracy |

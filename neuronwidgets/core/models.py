@@ -368,6 +368,11 @@ def load_model(
         raise ValueError(
             "empty model name: pass 'minilm', 'minilm-sentiment', 'smollm2', a folder or a hub name"
         )
+    fixed = {"minilm-sentiment": "classifier", "smollm2": "causal-lm"}
+    if kind is not None and name in fixed and kind != fixed[name]:
+        raise ValueError(
+            f"{name!r} is a {fixed[name]}; kind={kind!r} does not apply (load 'minilm' for the bare encoder)"
+        )
     if name == "minilm":
         handle = _load_hf(str(minilm_path()), kind or "encoder", device, display="minilm")
     elif name == "minilm-sentiment":

@@ -109,3 +109,10 @@ def test_too_long_text_is_truncated_with_a_warning(tiny_models) -> None:
     with pytest.warns(UserWarning, match="truncated"):
         pred = m.predict("the quick brown fox " * 40)
     assert pred.probs.shape == (5,)
+
+
+def test_embedded_models_refuse_a_contradictory_kind() -> None:
+    with pytest.raises(ValueError, match="is a classifier"):
+        load_model("minilm-sentiment", kind="encoder")
+    with pytest.raises(ValueError, match="unknown kind"):
+        load_model("minilm", kind="tagger")
