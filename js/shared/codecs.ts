@@ -59,11 +59,12 @@ export function decodeArray(encoded: EncodedArray): FloatArray {
     for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true));
     return { data: out, shape: [...shape] };
   }
-  const Ctor = dtype === "float32" ? Float32Array : Float64Array;
   if (LITTLE_ENDIAN && bytes.byteOffset % size === 0) {
-    return { data: new Ctor(bytes.buffer, bytes.byteOffset, n), shape: [...shape] }; // zero copy
+    // zero copy
+    const data = size === 4 ? new Float32Array(bytes.buffer, bytes.byteOffset, n) : new Float64Array(bytes.buffer, bytes.byteOffset, n);
+    return { data, shape: [...shape] };
   }
-  const out = new Ctor(n);
+  const out = size === 4 ? new Float32Array(n) : new Float64Array(n);
   for (let i = 0; i < n; i++) out[i] = size === 4 ? dv.getFloat32(4 * i, true) : dv.getFloat64(8 * i, true);
   return { data: out, shape: [...shape] };
 }

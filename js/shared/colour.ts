@@ -84,7 +84,15 @@ export function valueColour(value: number, scale: number, p: Palette): RGB {
   return mix(p.bg, value < 0 ? p.neg : p.pos, t);
 }
 
-/** Text colour for a tile: the theme's foreground or background, whichever contrasts more. */
+const BLACK: RGB = [0, 0, 0];
+const WHITE: RGB = [255, 255, 255];
+
+/**
+ * Text colour for a tile: the theme's foreground or background, whichever contrasts more, if that reaches
+ * WCAG AA (4.5); otherwise black or white (one of them always does).
+ */
 export function textColour(tile: RGB, p: Palette): RGB {
-  return contrast(tile, p.fg) >= contrast(tile, p.bg) ? p.fg : p.bg;
+  const theme = contrast(tile, p.fg) >= contrast(tile, p.bg) ? p.fg : p.bg;
+  if (contrast(tile, theme) >= 4.5) return theme;
+  return contrast(tile, BLACK) >= contrast(tile, WHITE) ? BLACK : WHITE;
 }

@@ -8,7 +8,7 @@
 import type { AnyModel } from "@anywidget/types";
 import { base64ToBytes } from "./codecs";
 
-type Callback = (...args: unknown[]) => void;
+type Callback = (...args: any[]) => void;
 export type State = Record<string, unknown>;
 export type Backend = (changes: State, model: StaticModel) => void;
 

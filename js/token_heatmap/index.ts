@@ -7,6 +7,8 @@
  * - each shown token is a `span.nw-token` whose textContent is exactly the token string, with
  *   `data-value` = String(value) of the float32 value as a JS number (full precision),
  *   `data-sentence` = the sentence's index in the data set and `data-index` = the token's position in it;
+ *   spans sit in one `div.nw-sentence[data-sentence]` per sentence, the subword tokens of one word
+ *   grouped in a `span.nw-word` (so a word never wraps apart); `.nw-cont` marks a token continuing a word;
  * - `select.nw-site` lists the sites (option value = site name, e.g. "layer.3.resid");
  *   `input[type=number].nw-neuron` holds the neuron index (its change event commits it);
  *   `select.nw-granularity` (values "word" / "token") exists only when both views are available;
@@ -61,7 +63,7 @@ function splitNeuron(neuron: string): [string, string] {
   return cut < 0 ? [neuron, ""] : [neuron.slice(0, cut), neuron.slice(cut + 1)];
 }
 
-export function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
+function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   const abort = new AbortController();
   const signal = abort.signal;
   const root = h("div", "nw-root nw-heatmap");
@@ -142,15 +144,19 @@ export function render({ model, el }: { model: Model; el: HTMLElement }): () => 
       const row = h("div", "nw-sentence", { "data-sentence": sid });
       row.append(h("span", "nw-sentence-label", { "aria-hidden": "true" }, sid));
       const wid = wordIds[s];
+      let group: HTMLElement = row; // tokens of one word share a no-wrap group, so a word never breaks
       sentence.forEach((token, i) => {
+        const joined = Boolean(wid) && i > 0 && wid[i] >= 0 && wid[i] === wid[i - 1];
+        const joinsNext = Boolean(wid) && i + 1 < sentence.length && wid[i] >= 0 && wid[i + 1] === wid[i];
+        if (!joined) group = joinsNext ? row.appendChild(h("span", "nw-word")) : row;
         const span = document.createElement("span");
-        span.className = wid && i > 0 && wid[i] >= 0 && wid[i] === wid[i - 1] ? "nw-token nw-cont" : "nw-token";
+        span.className = joined ? "nw-token nw-cont" : "nw-token";
         span.textContent = token;
         span.setAttribute("data-sentence", sid);
         span.setAttribute("data-index", String(i));
         position.set(span, spans.length);
         spans.push(span);
-        row.append(span);
+        group.append(span);
       });
       frag.append(row);
     });
@@ -236,7 +242,8 @@ export function render({ model, el }: { model: Model; el: HTMLElement }): () => 
   // -- tooltip and keyboard reading -------------------------------------------------------------------
   const describe = (span: HTMLSpanElement) => {
     const k = position.get(span) ?? -1;
-    return { token: span.textContent ?? "", value: formatFloat32(values[k]), where: `sentence ${span.getAttribute("data-sentence")}, token ${span.getAttribute("data-index")}` };
+    const where = `sentence ${span.getAttribute("data-sentence")}, token ${span.getAttribute("data-index")}`;
+    return { token: span.textContent ?? "", value: formatFloat32(values[k]), where };
   };
 
   function showTooltip(span: HTMLSpanElement): void {
@@ -270,7 +277,7 @@ export function render({ model, el }: { model: Model; el: HTMLElement }): () => 
 
   /** First token of the sentence before (-1) or after (+1) the active one. */
   const sentenceStart = (dir: number) => {
-    const row = spans[active]?.parentElement;
+    const row = spans[active]?.closest(".nw-sentence");
     const next = (dir > 0 ? row?.nextElementSibling : row?.previousElementSibling)?.querySelector(".nw-token");
     return next ? (position.get(next) ?? active) : active;
   };
@@ -279,6 +286,10 @@ export function render({ model, el }: { model: Model; el: HTMLElement }): () => 
   const commit = (neuron: string) => {
     localError = "";
     if (neuron === model.get("neuron")) {
+      if (model.get("error")) {
+        model.set("error", ""); // re-choosing the shown neuron dismisses a refusal
+        model.save_changes();
+      }
       showError();
       return;
     }
@@ -308,6 +319,12 @@ export function render({ model, el }: { model: Model; el: HTMLElement }): () => 
     }
     commit(`${siteSel.value}:${Number(raw)}`);
   });
+  // JupyterLab's shortcuts may swallow Enter before a number input commits: commit on Enter ourselves,
+  // and keep keys typed into our controls away from the notebook's shortcuts.
+  on(controls, "keydown", (e) => {
+    e.stopPropagation();
+    if (e.key === "Enter" && e.target === neuronIn) neuronIn.dispatchEvent(new Event("change"));
+  });
   on(granSel, "change", () => {
     body.setAttribute("aria-busy", "true");
     model.set("granularity", granSel.value);
@@ -336,6 +353,7 @@ export function render({ model, el }: { model: Model; el: HTMLElement }): () => 
       hideTooltip();
     } else if (moves[e.key]) {
       e.preventDefault();
+      e.stopPropagation(); // arrows read tokens here, they do not move the notebook's cell cursor
       setActive(moves[e.key]());
     }
   });
@@ -349,11 +367,11 @@ export function render({ model, el }: { model: Model; el: HTMLElement }): () => 
       paint();
     }
   };
+  const timers: ReturnType<typeof setTimeout>[] = [setTimeout(refreshTheme, 0), setTimeout(refreshTheme, 300)];
   const stopWatching = watchTheme(() => {
     refreshTheme();
     timers.push(setTimeout(refreshTheme, 300)); // stylesheets of a new theme may load a moment later
   }, el.ownerDocument);
-  const timers: ReturnType<typeof setTimeout>[] = [setTimeout(refreshTheme, 0), setTimeout(refreshTheme, 300)];
 
   // -- model events ------------------------------------------------------------------------------------
   const handlers: [string, () => void][] = [

@@ -1,0 +1,6 @@
+"""Jupyter widgets (anywidget) over the headless core: each one does one thing well and composes with
+``ipywidgets.HBox``/``VBox`` and ``traitlets.link``."""
+
+from .token_heatmap import TokenHeatmap
+
+__all__ = ["TokenHeatmap"]

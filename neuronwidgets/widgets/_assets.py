@@ -1,0 +1,44 @@
+"""Front-end bundles and the binary array codec shared by every widget (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+class BundleMissingError(RuntimeError):
+    """The built JavaScript of a widget is missing (a source checkout that was never built)."""
+
+
+def bundle_path(name: str) -> Path:
+    return STATIC / f"{name}.js"
+
+
+def load_bundle(name: str) -> tuple[str, str]:
+    """The ES module and CSS of widget ``name`` (e.g. ``"token_heatmap"``), or a clear error."""
+    js = bundle_path(name)
+    if not js.is_file():
+        raise BundleMissingError(
+            f"the {name} front end is not built: {js} is missing. In a source checkout build it with "
+            "`cd js && npm ci && npm run build` (needs Node.js >= 18), or install a released wheel, which "
+            "ships the bundles."
+        )
+    css = js.with_suffix(".css")
+    return js.read_text(encoding="utf-8"), css.read_text(encoding="utf-8") if css.is_file() else ""
+
+
+def encode_array(values: Any) -> dict[str, Any]:
+    """``{view, dtype, shape}`` with the float32 little-endian bytes as a memoryview: ipywidgets sends it as
+    a binary buffer, never as a JSON list."""
+    arr = np.ascontiguousarray(values, dtype="<f4")
+    return {"view": memoryview(arr.tobytes()), "dtype": "float32", "shape": list(arr.shape)}
+
+
+def decode_array(encoded: dict[str, Any]) -> np.ndarray:
+    """Inverse of :func:`encode_array` (for tests and exports)."""
+    dtype = {"float32": "<f4", "float16": "<f2", "float64": "<f8"}[encoded["dtype"]]
+    return np.frombuffer(bytes(encoded["view"]), dtype=dtype).reshape(encoded["shape"])
