@@ -11,6 +11,7 @@ Three traps, each met here (see DESIGN.md §7):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -149,7 +150,12 @@ class LabServer:
         log = self.log_path.open("wb")
         try:
             self.proc = subprocess.Popen(
-                cmd, cwd=self.root, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                cwd=self.root,
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         finally:
             log.close()
@@ -188,10 +194,8 @@ class LabServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         for pid in children:  # kernels run in their own sessions: end them by id if still there
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         self.proc = None
 
     # -- REST ------------------------------------------------------------------------------------
@@ -266,7 +270,7 @@ window.__nwPanel = (path) => {
 _PANEL_STATE = """
 (path) => {
   if (!window.jupyterapp) return {stage: 'app'};
-  if (!window.__nwPanel) { %s }
+  if (!window.__nwPanel) { FIND_PANEL }
   const panel = window.__nwPanel(path);
   if (!panel) return {stage: 'panel'};
   if (!panel.context.isReady) return {stage: 'context'};
@@ -278,7 +282,7 @@ _PANEL_STATE = """
     dialog: dialog ? dialog.innerText : null,
   };
 }
-""" % _FIND_PANEL.replace("\n", " ")
+""".replace("FIND_PANEL", _FIND_PANEL.replace("\n", " "))
 
 _CELLS_STATE = """
 (path) => {
@@ -370,7 +374,9 @@ class OpenNotebook:
 
     def run_all(self, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
         """Run every cell and wait until each code cell has an execution count and the kernel is idle.
-        Raises :class:`NotebookError` with the cells' tracebacks as soon as one fails."""
+        Raises :class:`NotebookError` with the cells' tracebacks as soon as one fails. Works on a notebook
+        run before, too: only counts above the highest one before this run count as done."""
+        before = max((c["count"] or 0 for c in (self.state() or {"cells": []})["cells"]), default=0)
         self.page.evaluate(
             """(path) => {
               const app = window.jupyterapp;
@@ -387,17 +393,20 @@ class OpenNotebook:
         while time.monotonic() < deadline:
             state = self.state()
             if state:
-                if self.cell_errors(state) and state["status"] == "idle":
+                ran = {**state, "cells": [c for c in state["cells"] if (c["count"] or 0) > before]}
+                if self.cell_errors(ran) and state["status"] == "idle":
                     raise NotebookError(f"a cell of {self.name} failed:\n{self.describe(state)}")
                 if state.get("runError"):
                     raise NotebookError(f"run-all failed in {self.name}:\n{self.describe(state)}")
-                done = all(c["count"] is not None and c["state"] != "running" for c in state["cells"])
+                done = all((c["count"] or 0) > before and c["state"] != "running" for c in state["cells"])
                 if done and state["status"] == "idle":
                     return state
                 if state["status"] in ("dead", "autorestarting"):  # it crashed (e.g. out of memory)
                     raise NotebookError(f"the kernel of {self.name} died:\n{self.describe(state)}")
             time.sleep(0.25)
-        raise NotebookError(f"{self.name} did not finish running within {timeout:.0f} s:\n{self.describe(state)}")
+        raise NotebookError(
+            f"{self.name} did not finish running within {timeout:.0f} s:\n{self.describe(state)}"
+        )
 
     def wait_for(self, selector: str, timeout: float = 60.0) -> Any:
         """Wait for ``selector`` to be visible in the page; on timeout say what the cells said."""
@@ -405,7 +414,9 @@ class OpenNotebook:
         try:
             loc.wait_for(state="visible", timeout=timeout * 1000)
         except Exception as err:
-            raise NotebookError(f"{selector!r} did not appear in {self.name}: {err}\n{self.describe()}") from None
+            raise NotebookError(
+                f"{selector!r} did not appear in {self.name}: {err}\n{self.describe()}"
+            ) from None
         return loc
 
     def kernel_exec(self, code: str, timeout: float = 60.0) -> str:
@@ -449,7 +460,9 @@ class OpenNotebook:
         )
 
 
-def open_notebook(server: LabServer, page: Any, name: str, timeout: float = APP_READY_TIMEOUT) -> OpenNotebook:
+def open_notebook(
+    server: LabServer, page: Any, name: str, timeout: float = APP_READY_TIMEOUT
+) -> OpenNotebook:
     """Open ``name`` (relative to the server root) in JupyterLab and wait until its kernel is idle."""
     page.goto(server.notebook_url(name), wait_until="domcontentloaded", timeout=timeout * 1000)
     nb = OpenNotebook(server, page, name)
@@ -503,30 +516,29 @@ class Tab:
     dialogs: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, browser: Any, viewport: tuple[int, int] = (1400, 1000)) -> Tab:
-        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    def open(cls, browser: Any, viewport: tuple[int, int] = (1400, 1000), scale: float = 1.0) -> Tab:
+        context = browser.new_context(
+            viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=scale
+        )
         context.set_default_timeout(30_000)
         tab = cls(context.new_page())
         tab.page.on(
-            "console", lambda m: tab.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+            "console",
+            lambda m: tab.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None,
         )
         tab.page.on("pageerror", lambda e: tab.console.append(f"uncaught: {e}"))
 
         def on_dialog(dialog: Any) -> None:
             tab.dialogs.append(f"{dialog.type}: {dialog.message}")
-            try:
+            with contextlib.suppress(Exception):  # the page may be closing
                 dialog.dismiss()
-            except Exception:
-                pass
 
         tab.page.on("dialog", on_dialog)
         return tab
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already closed with the browser
             self.page.context.close()
-        except Exception:
-            pass
 
     def failure_report(self, label: str) -> str:
         """Save a full-page screenshot for a failure; return its path and the page's console errors."""

@@ -73,7 +73,12 @@ def test_harness_anywidget_roundtrip(lab_server: LabServer, tab: Tab) -> None:
         for n in (1, 2):
             button.click()
             expected = f"{secret}:{n}:{n * n + 7}"
-            poll(answer.text_content, lambda t, e=expected: t == e, 30, what=f"Python's answer {expected!r} in the page")
+            poll(
+                answer.text_content,
+                lambda t, e=expected: t == e,
+                30,
+                what=f"Python's answer {expected!r} in the page",
+            )
         state = json.loads((lab_server.root / "canary_state.json").read_text())
         assert state == {"clicks": 2}, "the kernel-side trait did not follow the clicks"
         assert nb.kernel_exec("print(echo.clicks, echo.answer)").strip() == f"2 {secret}:2:11"
