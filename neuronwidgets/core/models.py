@@ -267,23 +267,22 @@ class ModelHandle:
                 "extract activations, or load 'minilm-sentiment' (a classifier) or a causal/masked LM"
             )
         enc = self.encode(texts)
-        out = self.model(**enc)
-        logits = out.logits
+        logits = self.model(**enc).logits
         if self.kind == "classifier":
             return logits, enc
+        return logits[torch.arange(logits.shape[0]), self.positions(enc)], enc
+
+    def positions(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The predicted position of each row of an encoded batch: the last real token for causal LMs
+        (right padding, see ``_make_handle``), the first mask token for masked LMs."""
         if self.kind == "causal-lm":
-            # right padding (see _make_handle): the last real token of each row
-            last = enc["attention_mask"].sum(1) - 1
-            return logits[torch.arange(logits.shape[0]), last], enc
-        # masked LM: first mask token of each text
-        mask_id = self.tokenizer.mask_token_id
-        is_mask = enc["input_ids"] == mask_id
+            return enc["attention_mask"].sum(1) - 1
+        is_mask = enc["input_ids"] == self.tokenizer.mask_token_id
         if not bool(is_mask.any(1).all()):
             raise ValueError(
                 f"a masked-LM prediction needs a {self.tokenizer.mask_token} token in every text"
             )
-        pos = is_mask.float().argmax(1)
-        return logits[torch.arange(logits.shape[0]), pos], enc
+        return is_mask.float().argmax(1)
 
     def predict(self, text: str | Sequence[str], top_k: int = 5) -> Prediction | list[Prediction]:
         """Labelled probabilities: every class for a classifier, the ``top_k`` next (or masked) tokens

@@ -244,21 +244,12 @@ def _select(handle: ModelHandle, enc: dict[str, torch.Tensor], logits: torch.Ten
     if handle.kind == "classifier":
         return logits
     rows = torch.arange(logits.shape[0], device=logits.device)
-    return logits[rows, _positions(handle, enc)]
-
-
-def _positions(handle: ModelHandle, enc: dict[str, torch.Tensor]) -> torch.Tensor:
-    if handle.kind == "causal-lm":
-        return enc["attention_mask"].sum(1) - 1  # right padding: the last real token
-    is_mask = enc["input_ids"] == handle.tokenizer.mask_token_id
-    if not bool(is_mask.any(1).all()):
-        raise ValueError(f"a masked-LM prediction needs a {handle.tokenizer.mask_token} token in every text")
-    return is_mask.float().argmax(1)
+    return logits[rows, handle.positions(enc)]
 
 
 def _at_positions(handle: ModelHandle, h: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:
     rows = torch.arange(h.shape[0], device=h.device)
-    return h[rows, _positions(handle, enc)]
+    return h[rows, handle.positions(enc)]
 
 
 def _head_candidates(handle: ModelHandle) -> list[tuple[str, Head]]:
