@@ -7,6 +7,7 @@ batch jobs. Widgets in :mod:`neuronwidgets.widgets` consume its results.
 from .activations import Activations
 from .addresses import NeuronAddress, Site, parse_neuron, parse_neurons, parse_site
 from .corpus import Corpus, annotate, as_corpus, load_conllu, load_parallel
+from .design import Split, as_activations, split_sentences
 from .effects import AblationComparison, InterventionEffect, compare_ablations, measure_effect
 from .extraction import extract_activations, resolve_sites
 from .interventions import (
@@ -20,6 +21,27 @@ from .interventions import (
     steering_values,
 )
 from .models import EMBEDDED_MODELS, ModelHandle, Prediction, load_model
+from .probing import (
+    LayerwiseProbes,
+    Probe,
+    ProbeResult,
+    ProbeScores,
+    control_labels,
+    train_layerwise_probes,
+    train_probe,
+)
+from .ranking import NeuronRanking, rank_gaussian, rank_iou, rank_probeless, rank_weight_mass
+from .ranking_eval import MinimalSubset, RankingAblation, evaluate_ranking, train_minimal_probe
+from .redundancy import NeuronClusters, RedundancyProbes, cluster_neurons, train_redundancy_probes
+from .similarity import (
+    SimilarityMatrix,
+    canonical_correlations,
+    linear_cka,
+    pwcca,
+    rank_cross_model,
+    representation_similarity,
+    svcca,
+)
 
 __all__ = [
     "EMBEDDED_MODELS",
@@ -29,17 +51,34 @@ __all__ = [
     "Generation",
     "Intervention",
     "InterventionEffect",
+    "LayerwiseProbes",
+    "MinimalSubset",
     "ModelHandle",
     "NeuronAddress",
+    "NeuronClusters",
+    "NeuronRanking",
     "Prediction",
+    "Probe",
+    "ProbeResult",
+    "ProbeScores",
+    "RankingAblation",
+    "RedundancyProbes",
+    "SimilarityMatrix",
     "Site",
+    "Split",
     "ablate",
     "annotate",
+    "as_activations",
     "as_corpus",
+    "canonical_correlations",
+    "cluster_neurons",
     "compare_ablations",
+    "control_labels",
+    "evaluate_ranking",
     "extract_activations",
     "generate",
     "intervene",
+    "linear_cka",
     "load_conllu",
     "load_model",
     "load_parallel",
@@ -49,6 +88,19 @@ __all__ = [
     "parse_site",
     "predict",
     "predict_logits",
+    "pwcca",
+    "rank_cross_model",
+    "rank_gaussian",
+    "rank_iou",
+    "rank_probeless",
+    "rank_weight_mass",
+    "representation_similarity",
     "resolve_sites",
+    "split_sentences",
     "steering_values",
+    "svcca",
+    "train_layerwise_probes",
+    "train_minimal_probe",
+    "train_probe",
+    "train_redundancy_probes",
 ]

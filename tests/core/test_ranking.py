@@ -1,0 +1,233 @@
+"""Neuron rankings, ablation on the probe and minimal neuron subsets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuronwidgets.core import (
+    NeuronRanking,
+    as_activations,
+    evaluate_ranking,
+    extract_activations,
+    load_conllu,
+    rank_gaussian,
+    rank_iou,
+    rank_probeless,
+    rank_weight_mass,
+    train_minimal_probe,
+    train_probe,
+)
+from neuronwidgets.core.probing import Probe
+
+PLANTED = "layer.0.resid:13"
+
+
+def planted_data(seed: int = 0, n_sent: int = 250, width: int = 40):
+    """Four classes; neuron 13 = class index + noise, every other neuron is noise (some with a large
+    scale or offset, so a ranking cannot win by scale)."""
+    rng = np.random.default_rng(seed)
+    n = n_sent * 10
+    y = rng.integers(0, 4, n)
+    x = rng.standard_normal((n, width)).astype(np.float32)
+    x[:, :5] *= 20.0
+    x[:, 5:10] += 50.0
+    x[:, 13] = y + 0.35 * rng.standard_normal(n)
+    labels = np.array(["DET", "NOUN", "PUNCT", "VERB"], dtype=object)[y]
+    words = [f"w{i}" for i in rng.integers(0, 600, n)]
+    return as_activations(x, lengths=[10] * n_sent, words=words), labels
+
+
+def test_planted_neuron_ranks_first_under_every_method() -> None:
+    acts, labels = planted_data()
+    result = train_probe(acts, labels, control=False, baselines=False)
+    rankings = {
+        "weight_mass": rank_weight_mass(result),
+        "weight_mass/100": rank_weight_mass(result.probe, search_stride=100),
+        "probeless": rank_probeless(acts, labels),
+        "probeless/raw": rank_probeless(acts, labels, standardize=False),
+        "iou": rank_iou(acts, labels),
+        "iou/q": rank_iou(acts, labels, quantile=0.9),
+        "gaussian": rank_gaussian(acts, labels, k=3),
+        "gaussian/diag": rank_gaussian(acts, labels, k=3, covariance="diag"),
+    }
+    for name, r in rankings.items():
+        assert r.neurons[0] == PLANTED, name
+        assert len(r) == 40 and sorted(r.neurons) == sorted(acts.feature_names()), name
+    # the per-class view: the planted neuron separates DET (lowest) and VERB (highest) best of all
+    iou = rankings["iou"]
+    assert iou.per_class(1)["VERB"] == [PLANTED] and iou.per_class(1)["DET"] == [PLANTED]
+    gauss = rankings["gaussian"]
+    info = gauss.meta["information"]
+    assert len(info) == 3 and info[0] > 1.0  # bits: most of the 2 bits of 4 balanced classes
+    assert gauss.scores[0] == pytest.approx(info[0])
+
+
+def _neurox_ordering(weight: np.ndarray, search_stride: int = 100) -> tuple[list[int], list[int]]:
+    """NeuroX 1.0.9's ``get_neuron_ordering`` (top neurons at each weight-mass percentage, accumulated),
+    written out from its published algorithm as an independent reference."""
+    w = np.abs(weight)
+
+    def top_neurons(p: float) -> set[int]:
+        union: set[int] = set()
+        for c in range(w.shape[0]):
+            total = w[c].sum()
+            order = np.argsort(w[c])[::-1]
+            cums = np.cumsum(w[c, order])
+            unselected = np.where(cums >= total * p)[0]
+            chosen = np.arange(cums.shape[0]) if unselected.shape[0] == 0 else np.arange(unselected[0] + 1)
+            union |= {int(i) for i in order[chosen]}
+        return union
+
+    seen: set[int] = set()
+    ordering: list[int] = []
+    cutoffs = []
+    for k in range(search_stride + 1):
+        new = top_neurons(k / search_stride) - seen
+        ordering += sorted(new)
+        seen |= new
+        cutoffs.append(len(ordering))
+    return ordering, cutoffs
+
+
+def test_weight_mass_ordering_matches_neurox_sweep() -> None:
+    rng = np.random.default_rng(3)
+    weight = (rng.standard_normal((5, 300)) * rng.exponential(1.0, 300)).astype(np.float32)
+    probe = Probe(
+        task="classification",
+        features=tuple(f"layer.2.mlp:{i}" for i in range(300)),
+        classes=tuple("ABCDE"),
+        mean=np.zeros(300, np.float32),
+        scale=np.ones(300, np.float32),
+        weight=weight,
+        bias=np.zeros(5, np.float32),
+    )
+    ref, cutoffs = _neurox_ordering(weight)
+    ours = [int(n.rsplit(":", 1)[1]) for n in rank_weight_mass(probe, search_stride=100).neurons]
+    assert len(ours) == 300
+    start = 0
+    for (
+        end
+    ) in cutoffs:  # the same neurons enter at every percentage step (NeuroX orders within a step arbitrarily)
+        assert set(ours[start:end]) == set(ref[start:end])
+        start = end
+    exact = rank_weight_mass(probe)
+    assert exact.scores[0] == 1.0 and np.all(np.diff(exact.scores) <= 1e-12)
+    # per class: the class's largest weight is its top neuron
+    top_b = exact.per_class(1)["B"][0]
+    assert top_b == f"layer.2.mlp:{int(np.argmax(np.abs(weight[1])))}"
+    assert exact.top_class is not None and len(exact.top_class) == 300
+
+
+def test_neuron_ranking_type(tmp_path: Path) -> None:
+    r = NeuronRanking.from_scores(
+        ["layer.1.mlp:0", "layer.1.mlp:1", "embed.resid:2", "layer.0.resid:3"],
+        [0.1, np.nan, 0.9, 0.5],
+        "test",
+        classes=("x", "y"),
+        class_scores=np.array([[1, 0], [0, 1], [0.2, 0.9], [0.7, 0.1]]),
+        columns={"partner": np.array(["a", "b", "c", "d"], dtype=object), "corr": np.array([1.0, 2, 3, 4])},
+        meta={"why": "test"},
+    )
+    assert r.neurons == ("embed.resid:2", "layer.0.resid:3", "layer.1.mlp:0", "layer.1.mlp:1")  # NaN last
+    assert list(r.top(2)) == ["embed.resid:2", "layer.0.resid:3"]
+    assert r.top(2).scores.tolist() == [0.9, 0.5]
+    assert list(r.bottom(1)) == ["layer.1.mlp:1"]
+    assert r.count(50) == 2 and r.count(1) == 1 and list(r.top_percent(100)) == list(r.neurons)
+    assert r.rank_of("layer.1.mlp:0") == 2
+    assert r.per_class(1) == {"x": ["layer.1.mlp:0"], "y": ["layer.1.mlp:1"]}
+    assert list(r.restrict(["layer.1.mlp:1", "embed.resid:2"])) == ["embed.resid:2", "layer.1.mlp:1"]
+    frame = r.to_frame()
+    assert list(frame.columns) == [
+        "rank", "neuron", "site", "layer", "component", "index", "score", "top_class", "partner", "corr",
+    ]  # fmt: skip
+    assert frame["layer"].tolist() == [-1, 0, 1, 1] and frame["top_class"].tolist() == ["y", "x", "x", "y"]
+    back = NeuronRanking.load(r.save(tmp_path / "r"))
+    assert back.neurons == r.neurons and back.meta == {"why": "test"}
+    np.testing.assert_array_equal(back.scores, r.scores)
+    np.testing.assert_array_equal(back.class_scores, r.class_scores)
+    assert back.columns["partner"].tolist() == ["c", "d", "a", "b"]
+    np.testing.assert_array_equal(back.columns["corr"], r.columns["corr"])
+    from matplotlib.figure import Figure
+
+    assert isinstance(r.plot(3), Figure)
+    with pytest.raises(ValueError, match="out of range"):
+        r.top(5)
+    with pytest.raises(TypeError, match="int"):
+        r.top(0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="percent"):
+        r.top_percent(0)
+    with pytest.raises(ValueError, match="twice"):
+        NeuronRanking(("layer.0.mlp:1", "layer.0.mlp:1"), np.zeros(2), "x")
+    with pytest.raises(ValueError, match="one entry per neuron"):
+        NeuronRanking(("layer.0.mlp:1",), np.zeros(2), "x")
+    with pytest.raises(ValueError, match="not in this ranking"):
+        r.restrict(["layer.5.mlp:0"])
+    with pytest.raises(ValueError, match="cannot parse"):
+        NeuronRanking(("neuron seven",), np.zeros(1), "x")
+
+
+def test_ablation_curves_and_minimal_subset_on_planted_data() -> None:
+    acts, labels = planted_data(seed=1)
+    result = train_probe(acts, labels, baselines=True, control=False)
+    ranking = rank_weight_mass(result)
+    abl = evaluate_ranking(result, ranking, acts, labels, percents=(2.5, 5, 50, 100), draws=4)
+    assert abl.counts.tolist() == [1, 2, 20, 40]
+    assert abl.keep_top[0] > 0.8 > abl.keep_bottom[0]  # the planted neuron alone does the job
+    assert abl.zero_top[0] < 0.5 < abl.zero_bottom[0]  # and removing it breaks the probe
+    assert abl.keep_top[-1] == pytest.approx(abl.full) and abl.zero_top[-1] <= 0.5
+    mean, std = abl.curve("keep", "random")
+    assert mean.shape == (4,) and (std >= 0).all() and abl.keep_random.shape == (4, 4)
+    frame = abl.to_frame()
+    assert len(frame) == 2 * 3 * 4 and set(frame["selection"]) == {"top", "random", "bottom"}
+    from matplotlib.figure import Figure
+
+    assert isinstance(abl.plot(), Figure)
+    minimal = train_minimal_probe(acts, labels, ranking, reference=result, target=0.97)
+    assert minimal.reached and minimal.size <= 3 and minimal.neurons[0] == PLANTED
+    assert minimal.accuracy >= 0.97 * minimal.full and minimal.test_accuracy > 0.8
+    assert isinstance(minimal.plot(), Figure) and len(minimal.to_frame()) == len(minimal.sizes)
+    with pytest.raises(ValueError, match="percents"):
+        evaluate_ranking(result, ranking, acts, labels, percents=(0, 10))
+    with pytest.raises(ValueError, match="not in this ranking"):
+        evaluate_ranking(result, ranking.top(5), acts, labels)
+    with pytest.raises(ValueError, match="target"):
+        train_minimal_probe(acts, labels, ranking, target=1.5)
+
+
+def test_ranking_errors() -> None:
+    acts, labels = planted_data(n_sent=30)
+    with pytest.raises(ValueError, match="one label per activation row"):
+        rank_probeless(acts, labels[:10])
+    with pytest.raises(ValueError, match="out of range"):
+        rank_gaussian(acts, labels, k=0)
+    with pytest.raises(ValueError, match="covariance"):
+        rank_gaussian(acts, labels, covariance="banded")
+    with pytest.raises(ValueError, match="quantile"):
+        rank_iou(acts, labels, quantile=1.5)
+    with pytest.raises(ValueError, match="was not extracted"):
+        rank_iou(acts, labels, sites=["layer.3.mlp"])
+    with pytest.raises(ValueError, match="only one class"):
+        rank_probeless(acts, ["X"] * acts.num_units)
+    with pytest.raises(TypeError, match="Probe"):
+        rank_weight_mass("probe")  # type: ignore[arg-type]
+
+
+@pytest.mark.real_model
+def test_real_pos_top_neurons_beat_random_beat_bottom(minilm, ud_dev) -> None:
+    corpus = load_conllu(ud_dev, columns=["upos"], max_sentences=300)
+    acts = extract_activations(minilm, corpus, layers=[2, 5])
+    labels = corpus.flat_labels("upos")
+    result = train_probe(acts, labels, seed=0, baselines=False)
+    assert result.accuracy > 0.85 and result.selectivity > 0.05
+    ranking = rank_weight_mass(result)
+    abl = evaluate_ranking(result, ranking, acts, labels, percents=(5, 10, 20), draws=3)
+    rand = abl.keep_random.mean(0)
+    assert (abl.keep_top >= rand).all(), (abl.keep_top, rand)
+    assert (rand >= abl.keep_bottom).all(), (rand, abl.keep_bottom)
+    assert (abl.zero_top <= abl.zero_bottom).all()
+    # a ranking without a probe agrees on the direction
+    probeless = evaluate_ranking(result, rank_probeless(acts, labels), acts, labels, percents=(10,), draws=3)
+    assert probeless.keep_top[0] >= probeless.keep_bottom[0]
