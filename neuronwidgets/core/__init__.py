@@ -6,10 +6,18 @@ batch jobs. Widgets in :mod:`neuronwidgets.widgets` consume its results.
 
 from .activations import Activations
 from .addresses import NeuronAddress, Site, parse_neuron, parse_neurons, parse_site
+from .concept_attribution import (
+    ConceptAblation,
+    ConceptAttribution,
+    aggregate_by_concept,
+    check_concept_ablation,
+)
+from .concepts import ConceptAlignment, Concepts, align_concepts, lexicon_sentiment
 from .corpus import Corpus, annotate, as_corpus, load_conllu, load_parallel
 from .design import Split, as_activations, split_sentences
 from .effects import AblationComparison, InterventionEffect, compare_ablations, measure_effect
 from .extraction import extract_activations, resolve_sites
+from .formulas import CompositionalExplanations, Formula, FormulaExplanation, explain_neurons
 from .interventions import (
     Generation,
     Intervention,
@@ -33,6 +41,14 @@ from .probing import (
 from .ranking import NeuronRanking, rank_gaussian, rank_iou, rank_probeless, rank_weight_mass
 from .ranking_eval import MinimalSubset, RankingAblation, evaluate_ranking, train_minimal_probe
 from .redundancy import NeuronClusters, RedundancyProbes, cluster_neurons, train_redundancy_probes
+from .selection import (
+    QuantileSamples,
+    TopActivations,
+    WordTypeSummary,
+    quantile_samples,
+    top_activations,
+    word_types,
+)
 from .similarity import (
     SimilarityMatrix,
     canonical_correlations,
@@ -47,7 +63,14 @@ __all__ = [
     "EMBEDDED_MODELS",
     "AblationComparison",
     "Activations",
+    "CompositionalExplanations",
+    "ConceptAblation",
+    "ConceptAlignment",
+    "ConceptAttribution",
+    "Concepts",
     "Corpus",
+    "Formula",
+    "FormulaExplanation",
     "Generation",
     "Intervention",
     "InterventionEffect",
@@ -61,23 +84,31 @@ __all__ = [
     "Probe",
     "ProbeResult",
     "ProbeScores",
+    "QuantileSamples",
     "RankingAblation",
     "RedundancyProbes",
     "SimilarityMatrix",
     "Site",
     "Split",
+    "TopActivations",
+    "WordTypeSummary",
     "ablate",
+    "aggregate_by_concept",
+    "align_concepts",
     "annotate",
     "as_activations",
     "as_corpus",
     "canonical_correlations",
+    "check_concept_ablation",
     "cluster_neurons",
     "compare_ablations",
     "control_labels",
     "evaluate_ranking",
+    "explain_neurons",
     "extract_activations",
     "generate",
     "intervene",
+    "lexicon_sentiment",
     "linear_cka",
     "load_conllu",
     "load_model",
@@ -89,6 +120,7 @@ __all__ = [
     "predict",
     "predict_logits",
     "pwcca",
+    "quantile_samples",
     "rank_cross_model",
     "rank_gaussian",
     "rank_iou",
@@ -99,8 +131,10 @@ __all__ = [
     "split_sentences",
     "steering_values",
     "svcca",
+    "top_activations",
     "train_layerwise_probes",
     "train_minimal_probe",
     "train_probe",
     "train_redundancy_probes",
+    "word_types",
 ]

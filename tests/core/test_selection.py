@@ -1,0 +1,157 @@
+"""Corpus selection against brute force: top/bottom units, thresholds, contexts, quantile samples and word
+types, on an on-disk store of several chunks so that the streaming merges are exercised."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic_acts import make_activations, random_corpus
+
+from neuronwidgets.core.selection import quantile_samples, top_activations, word_types
+from neuronwidgets.core.streaming import NeuronSelection, StreamingTopK
+
+SITES = {"layer.0.mlp": 7, "layer.1.resid": 5}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory):
+    corpus = random_corpus(120, seed=1)
+    n = corpus.num_words
+    rng = np.random.default_rng(2)
+    arrays = {site: rng.normal(size=(n, w)).astype(np.float32) for site, w in SITES.items()}
+    # a neuron whose activations grow through the corpus, so the last chunks keep displacing the top-k,
+    # and one whose top units all sit in the first chunk
+    arrays["layer.0.mlp"][:, 3] += np.linspace(0, 4, n, dtype=np.float32)
+    arrays["layer.0.mlp"][:, 4] -= np.linspace(0, 4, n, dtype=np.float32)
+    store = tmp_path_factory.mktemp("sel") / "store"
+    acts = make_activations(corpus, arrays, [25, 40, 1, 30, 24], store=store)
+    assert acts.path is not None and acts.num_chunks == 5
+    return corpus, arrays, acts
+
+
+def brute_top(col: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((np.arange(len(col)), -col))[:k]
+    return col[order], order
+
+
+@pytest.mark.parametrize("quantile", [0.005, 0.05, 0.3])
+def test_top_activations_equal_brute_force(data, quantile: float) -> None:
+    corpus, arrays, acts = data
+    k = 12
+    top = top_activations(acts, k=k, quantile=quantile)
+    n = corpus.num_words
+    assert top.num_units == n
+    assert top.neurons == tuple(f"{s}:{i}" for s, w in SITES.items() for i in range(w))
+    kk = math.ceil(quantile * n)
+    for row, name in enumerate(top.neurons):
+        site, idx = name.split(":")
+        col = arrays[site][:, int(idx)]
+        values, units = brute_top(col, k)
+        np.testing.assert_array_equal(top.top_values[row], values)
+        np.testing.assert_array_equal(top.top_units[row], units)
+        low_values, low_units = brute_top(-col, k)
+        np.testing.assert_array_equal(top.bottom_values[row], -low_values)
+        np.testing.assert_array_equal(top.bottom_units[row], low_units)
+        assert top.thresholds[row] == np.sort(col)[::-1][kk - 1]
+        assert (col >= top.thresholds[row]).sum() == kk
+
+
+def test_selected_neurons_and_contexts(data) -> None:
+    corpus, arrays, acts = data
+    top = top_activations(acts, ["layer.1.resid:2", "layer.0.mlp:3"], k=5, bottom=False)
+    assert top.neurons == ("layer.0.mlp:3", "layer.1.resid:2")  # store order
+    assert top.bottom_units.shape == (2, 0)
+    col = arrays["layer.1.resid"][:, 2]
+    ctx = top.contexts("layer.1.resid:2", window=2)
+    assert list(ctx.columns) == ["rank", "activation", "sentence", "position", "left", "word", "right"]
+    offs = np.cumsum([0] + [len(w) for w in corpus.words])
+    for r in ctx.itertuples():
+        unit = offs[r.sentence] + r.position
+        assert col[unit] == pytest.approx(r.activation)
+        words = corpus.words[r.sentence]
+        assert r.word == words[r.position]
+        assert r.left == " ".join(words[max(0, r.position - 2) : r.position])
+        assert r.right == " ".join(words[r.position + 1 : r.position + 3])
+    sentence, pos = top.context_units("layer.1.resid:2", 0)
+    assert sentence == corpus.words[ctx.sentence[0]] and pos == ctx.position[0]
+    frame = top.to_frame()
+    assert len(frame) == 2 * 5 and set(frame["which"]) == {"top"}
+    with pytest.raises(ValueError, match=r"layer\.0\.mlp:0 is not in these results"):
+        top.contexts("layer.0.mlp:0")
+
+
+def test_fewer_units_than_k(tmp_path: Path) -> None:
+    corpus = random_corpus(2, seed=3)
+    n = corpus.num_words
+    acts = make_activations(corpus, {"layer.0.mlp": np.arange(n, dtype=np.float32)[:, None]}, 1)
+    top = top_activations(acts, k=n + 3)
+    assert list(top.top_units[0, :n]) == list(range(n - 1, -1, -1))
+    assert np.all(top.top_units[0, n:] == -1) and np.all(np.isinf(top.top_values[0, n:]))
+    assert len(top.contexts("layer.0.mlp:0")) == n
+
+
+def test_neuron_selection_errors(data) -> None:
+    _, _, acts = data
+    with pytest.raises(ValueError, match="out of range"):
+        NeuronSelection.of(acts, "layer.0.mlp:99")
+    with pytest.raises(ValueError, match="was not extracted"):
+        NeuronSelection.of(acts, "layer.5.mlp")
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        top_activations(acts, k=0)
+    with pytest.raises(ValueError, match="quantile must be in"):
+        top_activations(acts, quantile=0.0)
+
+
+def test_streaming_topk_sparse_and_full_paths() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 6)).astype(np.float32)
+    heap = StreamingTopK(6, 8)
+    for a in range(0, 500, 37):  # first block: every value a candidate; later: a few per column
+        heap.update(x[a : a + 37], a)
+    values, units = heap.result()
+    for j in range(6):
+        v, u = brute_top(x[:, j], 8)
+        np.testing.assert_array_equal(values[j], v)
+        np.testing.assert_array_equal(units[j], u)
+
+
+def test_quantile_samples_fall_in_their_bins(data) -> None:
+    _, arrays, acts = data
+    col = arrays["layer.0.mlp"][:, 1]
+    qs = quantile_samples(acts, "layer.0.mlp:1", quantiles=[0, 0.5, 0.9, 0.99, 1], per_bin=4, seed=3)
+    np.testing.assert_allclose(qs.edges, np.quantile(col, [0, 0.5, 0.9, 0.99, 1]), rtol=1e-6)
+    assert np.bincount(qs.bins, minlength=4).tolist() == [4, 4, 4, 4]
+    assert np.array_equal(qs.values, col[qs.units])
+    for b, v in zip(qs.bins, qs.values):
+        assert qs.edges[b] <= v <= qs.edges[b + 1]
+    again = quantile_samples(acts, "layer.0.mlp:1", quantiles=[0, 0.5, 0.9, 0.99, 1], per_bin=4, seed=3)
+    assert np.array_equal(again.units, qs.units)
+    frame = qs.to_frame()
+    assert len(frame) == 16 and frame["unit"].tolist() == list(qs.texts)
+    assert len(quantile_samples(acts, "layer.0.mlp:1", 10, per_bin=1).units) == 10
+
+
+def test_word_types_equal_groupby(data) -> None:
+    corpus, arrays, acts = data
+    col = arrays["layer.1.resid"][:, 4]
+    summary = word_types(acts, "layer.1.resid:4", min_count=5, threshold=1.0)
+    df = pd.DataFrame({"type": [w.lower() for s in corpus.words for w in s], "v": col})
+    g = df.groupby("type")["v"]
+    expected = pd.DataFrame(
+        {"count": g.size(), "mean": g.mean(), "max": g.max(), "fires": g.apply(lambda v: (v >= 1.0).sum())}
+    )
+    expected = expected[expected["count"] >= 5]
+    got = summary.to_frame().set_index("type").loc[expected.index]
+    np.testing.assert_array_equal(got["count"], expected["count"])
+    np.testing.assert_allclose(got["mean"], expected["mean"], rtol=1e-5)
+    np.testing.assert_array_equal(got["max"], expected["max"])
+    np.testing.assert_array_equal(got["fires"], expected["fires"])
+    np.testing.assert_allclose(got["fire_rate"], expected["fires"] / expected["count"])
+    frame = summary.to_frame("fire_rate")
+    assert frame["fire_rate"].is_monotonic_decreasing
+    default = word_types(acts, "layer.1.resid:4")
+    assert default.threshold == top_activations(acts, "layer.1.resid:4").threshold("layer.1.resid:4")
