@@ -1,6 +1,7 @@
 """Jupyter widgets (anywidget) over the headless core: each one does one thing well and composes with
 ``ipywidgets.HBox``/``VBox`` and ``traitlets.link``."""
 
+from .ablation_panel import AblationPanel
 from .token_heatmap import TokenHeatmap
 
-__all__ = ["TokenHeatmap"]
+__all__ = ["AblationPanel", "TokenHeatmap"]
