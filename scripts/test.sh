@@ -31,9 +31,11 @@ print("bundles in wheel:", ", ".join(sorted(bundles)))
 PYEOF
 PATH="$(dirname "$(readlink -f "$PY")")" "$PY" -m pip install -q --no-deps --target build/wheel-install build/wheel/*.whl
 test -f build/wheel-install/neuronwidgets/static/token_heatmap.js
-step "the tour notebook runs headless"
+step "the notebooks run headless, top to bottom"
 mkdir -p build
-"$PY" -m jupyter nbconvert --to notebook --execute notebooks/00_tour.ipynb \
-  --ExecutePreprocessor.timeout=600 --output-dir build --output 00_tour.executed.ipynb
+for nb in 00_tour 02_probing; do
+  "$PY" -m jupyter nbconvert --to notebook --execute "notebooks/$nb.ipynb" \
+    --ExecutePreprocessor.timeout=600 --output-dir build --output "$nb.executed.ipynb"
+done
 step "Python tests: core, widget models, real browser"
 "$PY" -m pytest tests -q -ra "$@"

@@ -2,6 +2,7 @@
 ``ipywidgets.HBox``/``VBox`` and ``traitlets.link``."""
 
 from .ablation_panel import AblationPanel
+from .neuron_table import NeuronTable
 from .token_heatmap import TokenHeatmap
 
-__all__ = ["AblationPanel", "TokenHeatmap"]
+__all__ = ["AblationPanel", "NeuronTable", "TokenHeatmap"]
