@@ -13,7 +13,7 @@ from .core import __all__ as _core_all
 
 __version__ = "0.1.0"
 
-_WIDGETS = {"AblationPanel", "NeuronTable", "TokenHeatmap"}
+_WIDGETS = {"AblationPanel", "NeuronTable", "ProbeReport", "TokenHeatmap"}
 
 __all__ = [*_core_all, *sorted(_WIDGETS)]
 

@@ -3,6 +3,7 @@
 
 from .ablation_panel import AblationPanel
 from .neuron_table import NeuronTable
+from .probe_report import ProbeReport
 from .token_heatmap import TokenHeatmap
 
-__all__ = ["AblationPanel", "NeuronTable", "TokenHeatmap"]
+__all__ = ["AblationPanel", "NeuronTable", "ProbeReport", "TokenHeatmap"]
