@@ -6,6 +6,7 @@ batch jobs. Widgets in :mod:`neuronwidgets.widgets` consume its results.
 
 from .activations import Activations
 from .addresses import NeuronAddress, Site, parse_neuron, parse_neurons, parse_site
+from .attribution import METHODS, TokenAttribution, attribute_tokens
 from .concept_attribution import (
     ConceptAblation,
     ConceptAttribution,
@@ -13,11 +14,25 @@ from .concept_attribution import (
     check_concept_ablation,
 )
 from .concepts import ConceptAlignment, Concepts, align_concepts, lexicon_sentiment
+from .conductance import LayerAttribution, attribute_layers, attribute_neurons
 from .corpus import Corpus, annotate, as_corpus, load_conllu, load_parallel
 from .design import Split, as_activations, split_sentences
 from .effects import AblationComparison, InterventionEffect, compare_ablations, measure_effect
 from .extraction import extract_activations, resolve_sites
+from .faithfulness import (
+    FaithfulnessComparison,
+    FaithfulnessCurves,
+    compare_faithfulness,
+    faithfulness_curves,
+)
 from .formulas import CompositionalExplanations, Formula, FormulaExplanation, explain_neurons
+from .interactions import (
+    Archipelago,
+    IntegratedHessians,
+    ShapleyTaylorInteraction,
+    TokenInteractions,
+    attribute_interactions,
+)
 from .interventions import (
     Generation,
     Intervention,
@@ -61,19 +76,25 @@ from .similarity import (
 
 __all__ = [
     "EMBEDDED_MODELS",
+    "METHODS",
     "AblationComparison",
     "Activations",
+    "Archipelago",
     "CompositionalExplanations",
     "ConceptAblation",
     "ConceptAlignment",
     "ConceptAttribution",
     "Concepts",
     "Corpus",
+    "FaithfulnessComparison",
+    "FaithfulnessCurves",
     "Formula",
     "FormulaExplanation",
     "Generation",
+    "IntegratedHessians",
     "Intervention",
     "InterventionEffect",
+    "LayerAttribution",
     "LayerwiseProbes",
     "MinimalSubset",
     "ModelHandle",
@@ -87,9 +108,12 @@ __all__ = [
     "QuantileSamples",
     "RankingAblation",
     "RedundancyProbes",
+    "ShapleyTaylorInteraction",
     "SimilarityMatrix",
     "Site",
     "Split",
+    "TokenAttribution",
+    "TokenInteractions",
     "TopActivations",
     "WordTypeSummary",
     "ablate",
@@ -98,14 +122,20 @@ __all__ = [
     "annotate",
     "as_activations",
     "as_corpus",
+    "attribute_interactions",
+    "attribute_layers",
+    "attribute_neurons",
+    "attribute_tokens",
     "canonical_correlations",
     "check_concept_ablation",
     "cluster_neurons",
     "compare_ablations",
+    "compare_faithfulness",
     "control_labels",
     "evaluate_ranking",
     "explain_neurons",
     "extract_activations",
+    "faithfulness_curves",
     "generate",
     "intervene",
     "lexicon_sentiment",

@@ -251,6 +251,35 @@ def _special_template(handle: ModelHandle) -> tuple[list[int], list[int]]:
     return list(ids[: content[0]]), list(ids[content[-1] + 1 :])
 
 
+def align_tokens(
+    text: str, spans: Sequence[tuple[int, int]], offsets: Sequence[tuple[int, int]]
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """Match tokens to words by character offsets: ``(token, word)`` for every token whose characters
+    (leading spaces ignored) overlap a word's span, and each token's first word (``-1`` for none).
+
+    ``spans``: sorted ``(start, end)`` of the words in ``text``; ``offsets``: each token's ``(start, end)``.
+    """
+    starts = [s for s, _ in spans]
+    pairs: list[tuple[int, int]] = []
+    primary: list[int] = []
+    for t, (s, e) in enumerate(offsets):
+        while s < e and text[s].isspace():
+            s += 1
+        first = -1
+        if s < e:
+            w = max(bisect.bisect_right(starts, s) - 1, 0)
+            if spans[w][1] <= s:
+                w += 1
+            while w < len(spans) and spans[w][0] < e:
+                if spans[w][1] > s:
+                    pairs.append((t, w))
+                    if first < 0:
+                        first = w
+                w += 1
+        primary.append(first)
+    return pairs, primary
+
+
 class _Extractor:
     def __init__(
         self,
@@ -297,24 +326,7 @@ class _Extractor:
     def _align(
         self, text: str, spans: list[tuple[int, int]], ids: list[int], offs: list[tuple[int, int]]
     ) -> _Sentence | None:
-        starts = [s for s, _ in spans]
-        pairs: list[tuple[int, int]] = []
-        primary: list[int] = []
-        for t, (s, e) in enumerate(offs):
-            while s < e and text[s].isspace():
-                s += 1
-            first = -1
-            if s < e:
-                w = max(bisect.bisect_right(starts, s) - 1, 0)
-                if spans[w][1] <= s:
-                    w += 1
-                while w < len(spans) and spans[w][0] < e:
-                    if spans[w][1] > s:
-                        pairs.append((t, w))
-                        if first < 0:
-                            first = w
-                    w += 1
-            primary.append(first)
+        pairs, primary = align_tokens(text, spans, offs)
         covered = {w for _, w in pairs}
         if len(covered) < len(spans):
             return None
