@@ -1,48 +1,25 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { FakeModel as BaseFakeModel } from "../shared/fake_model";
 import { decodeArray, encodeFloat32 } from "../shared/codecs";
 import widget, { ANSWER_TIMEOUT_MS, DEBOUNCE_MS, type Answer, formatPercent, leadingOff, visibleLabel } from "./index";
 
 const { render } = widget;
-type Callback = () => void;
 const XSS = "<img src=x onerror=alert(1)>";
 const NEURONS = ["layer.1.mlp:3", "layer.1.mlp:9", "layer.2.resid:4", "layer.2.resid:7"];
 
-/** A stand-in for anywidget's model: records saves, lets the test play the kernel. */
-class FakeModel {
-  state: Record<string, unknown>;
-  handlers = new Map<string, Set<Callback>>();
+/** The shared fake model, keeping what each save_changes() sent (the live loop's requests). */
+class FakeModel extends BaseFakeModel {
   saved: Record<string, unknown>[] = [];
   private pending: Record<string, unknown> = {};
 
-  constructor(state: Record<string, unknown>) {
-    this.state = { ...state };
-  }
-  get(key: string): any {
-    return this.state[key];
-  }
   set(key: string, value: unknown): void {
     this.pending[key] = value;
-    this.update({ [key]: value });
-  }
-  /** Change keys, then fire their events (as a kernel message does). */
-  update(changes: Record<string, unknown>): void {
-    Object.assign(this.state, changes);
-    for (const k of Object.keys(changes)) for (const cb of [...(this.handlers.get(`change:${k}`) ?? [])]) cb();
-  }
-  on(event: string, cb: Callback): void {
-    if (!this.handlers.has(event)) this.handlers.set(event, new Set());
-    this.handlers.get(event)!.add(cb);
-  }
-  off(event: string, cb: Callback): void {
-    this.handlers.get(event)?.delete(cb);
+    super.set(key, value);
   }
   save_changes(): void {
+    super.save_changes();
     this.saved.push(this.pending);
     this.pending = {};
-  }
-  send(): void {}
-  listeners(): number {
-    return [...this.handlers.values()].reduce((n, s) => n + s.size, 0);
   }
   /** The last request sent: its id and decoded scales. */
   lastRequest(): { id: number; scales: number[]; random_k: number; random_seed: number } {

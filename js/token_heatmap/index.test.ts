@@ -1,49 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { encodeFloat32 } from "../shared/codecs";
+import { FakeModel } from "../shared/fake_model";
 import widget from "./index";
 
 const { render } = widget;
-
-type Callback = () => void;
-
-/** A minimal stand-in for anywidget's model that records what the view asks for. */
-class FakeModel {
-  state: Record<string, unknown>;
-  handlers = new Map<string, Set<Callback>>();
-  sets: [string, unknown][] = [];
-  saves = 0;
-
-  constructor(state: Record<string, unknown>) {
-    this.state = { ...state };
-  }
-  get(key: string): any {
-    return this.state[key];
-  }
-  set(key: string, value: unknown): void {
-    this.sets.push([key, value]);
-    this.update({ [key]: value });
-  }
-  /** Change several keys at once, then fire their events (as a kernel message does). */
-  update(changes: Record<string, unknown>): void {
-    Object.assign(this.state, changes);
-    for (const k of Object.keys(changes)) for (const cb of this.handlers.get(`change:${k}`) ?? []) cb();
-  }
-  on(event: string, cb: Callback): void {
-    if (!this.handlers.has(event)) this.handlers.set(event, new Set());
-    this.handlers.get(event)!.add(cb);
-  }
-  off(event: string, cb: Callback): void {
-    this.handlers.get(event)?.delete(cb);
-  }
-  save_changes(): void {
-    this.saves += 1;
-  }
-  send(): void {}
-  listeners(): number {
-    return [...this.handlers.values()].reduce((n, s) => n + s.size, 0);
-  }
-  widget_manager = { get_model: () => Promise.reject(new Error("none")) };
-}
 
 const flush = () => new Promise((r) => setTimeout(r, 0));
 const XSS = "<img src=x onerror=alert(1)>";
