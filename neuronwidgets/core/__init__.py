@@ -6,7 +6,7 @@ batch jobs. Widgets in :mod:`neuronwidgets.widgets` consume its results.
 
 from .activations import Activations
 from .addresses import NeuronAddress, Site, parse_neuron, parse_neurons, parse_site
-from .attribution import METHODS, TokenAttribution, attribute_tokens
+from .attribution import METHODS, TokenAttribution, attribute_tokens, get_method
 from .concept_attribution import (
     ConceptAblation,
     ConceptAttribution,
@@ -137,6 +137,7 @@ __all__ = [
     "extract_activations",
     "faithfulness_curves",
     "generate",
+    "get_method",
     "intervene",
     "lexicon_sentiment",
     "linear_cka",

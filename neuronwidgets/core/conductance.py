@@ -346,6 +346,7 @@ def attribute_layers(
     sites: Any = None,
     output: str = "prob",
     baseline: str | int = "pad",
+    keep_first: bool | str = "auto",
     n_steps: int = 50,
     integration: str = "gausslegendre",
     internal_batch_size: int | None = None,
@@ -360,7 +361,7 @@ def attribute_layers(
     ``integration``: Captum's approximation method.
     """
     m = get_method(method, "layer")
-    setup = prepare_text(model, text, target, output=output, baseline=baseline)
+    setup = prepare_text(model, text, target, output=output, baseline=baseline, keep_first=keep_first)
     site_list = _resolve_sites(setup.handle, sites, "resid")
     kind = "conductance" if m.name == "layer-conductance" else "integrated-gradients"
     res = site_attributions(
@@ -401,7 +402,12 @@ def attribute_layers(
         deltas=deltas,
         output_difference=res.output_difference,
         prob=setup.prob,
-        params={"n_steps": n_steps, "integration": integration, "jvp": res.jvp},
+        params={
+            "n_steps": n_steps,
+            "integration": integration,
+            "jvp": res.jvp,
+            "keep_first": setup.kept_first,
+        },
     )
 
 
@@ -420,6 +426,7 @@ def attribute_neurons(
     rank_by: str = "positive",
     output: str = "prob",
     baseline: str | int = "pad",
+    keep_first: bool | str = "auto",
     n_steps: int = 50,
     integration: str = "gausslegendre",
     internal_batch_size: int | None = None,
@@ -438,12 +445,13 @@ def attribute_neurons(
     the ranking key, higher = more important (the signed attribution for ``"positive"``, its absolute
     value for ``"absolute"``, its negative for ``"negative"``); ``columns["attribution"]`` always holds
     the signed attribution (a share of ``F(x) − F(x')``); ``meta`` records the text, target, output,
-    baseline, steps and ``F(x) − F(x')``.
+    baseline (and whether the first token was kept in it, ``keep_first`` as in
+    :func:`~neuronwidgets.core.attribute_tokens`), steps and ``F(x) − F(x')``.
     """
     m = get_method(method, "neuron")
     if rank_by not in RANK_BY:
         raise ValueError(f"unknown rank_by {rank_by!r}: choose from {', '.join(RANK_BY)}")
-    setup = prepare_text(model, text, target, output=output, baseline=baseline)
+    setup = prepare_text(model, text, target, output=output, baseline=baseline, keep_first=keep_first)
     handle = setup.handle
     site_list = _resolve_sites(handle, sites, f"layer.{handle.num_layers - 1}.mlp")
     kind = "conductance" if m.name == "neuron-conductance" else "integrated-gradients"
@@ -464,6 +472,7 @@ def attribute_neurons(
         "target_id": setup.target_id,
         "output": setup.output,
         "baseline": setup.baseline,
+        "keep_first": setup.kept_first,
         "sites": [s.name for s in site_list],
         "rank_by": rank_by,
         "n_steps": n_steps,

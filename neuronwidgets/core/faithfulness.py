@@ -164,6 +164,7 @@ def faithfulness_curves(
         attribution.target_id,
         output="prob",
         baseline=attribution.params.get("baseline", "pad"),
+        keep_first=bool(attribution.params.get("keep_first", False)),
     )
     units = setup.units(level)
     if level == "word":

@@ -582,6 +582,7 @@ def attribute_interactions(
     level: str = "token",
     output: str = "prob",
     baseline: str | int = "pad",
+    keep_first: bool | str = "auto",
     n_steps: int = 64,
     n_samples: int | None = 10,
     threshold: float = 0.1,
@@ -597,11 +598,12 @@ def attribute_interactions(
     interactions say how two units' effects on the output depend on each other (e.g. "not" and "bad").
     ``n_steps``: Integrated Hessians' path points (each costs one second-order backward pass per unit);
     ``n_samples``: Shapley-Taylor permutations (``None``: exact, up to 14 units); ``threshold`` /
-    ``max_pairs``: Archipelago's merging. Target, output and baseline as in
-    :func:`~neuronwidgets.core.attribute_tokens`.
+    ``max_pairs``: Archipelago's merging. Target, output, baseline and ``keep_first`` as in
+    :func:`~neuronwidgets.core.attribute_tokens` (a kept first token is no unit at token level; at word
+    level a word made only of it switches nothing, so its interactions are 0).
     """
     m = get_method(method, "interaction")
-    setup = prepare_text(model, text, target, output=output, baseline=baseline)
+    setup = prepare_text(model, text, target, output=output, baseline=baseline, keep_first=keep_first)
     units = setup.units(level)
     n = len(units)
     f = setup.unit_function(level)
@@ -612,7 +614,7 @@ def attribute_interactions(
     sets: tuple[tuple[int, ...], ...] = ()
     set_scores = np.zeros(0)
     delta: float | None = None
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {"keep_first": setup.kept_first}
     if m.name == "integrated-hessians":
         with math_attention():  # second derivatives through attention need the math kernel
             gam = IntegratedHessians(f).attribute(
