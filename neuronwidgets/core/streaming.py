@@ -256,6 +256,13 @@ class StreamingTopK:
         else:
             sel = np.argpartition(vals, vals.shape[1] - k, axis=1)[:, -k:]
             kept = np.take_along_axis(vals, sel, axis=1)
+            # argpartition breaks ties at the k-th value arbitrarily: where equal values straddle the cut,
+            # sort those rows by (value desc, unit) so the earlier units are kept (rare: exact ties)
+            low = kept.min(axis=1, keepdims=True)
+            tied = np.flatnonzero((vals == low).sum(axis=1) > (kept == low).sum(axis=1))
+            if len(tied):
+                sel[tied] = np.lexsort((units[tied], -vals[tied]), axis=-1)[:, :k]
+                kept[tied] = np.take_along_axis(vals[tied], sel[tied], axis=1)
             self.units[cols] = np.take_along_axis(units, sel, axis=1)
         self.values[cols] = kept
         self.floor[cols] = kept.min(axis=1)

@@ -119,6 +119,21 @@ def test_streaming_topk_sparse_and_full_paths() -> None:
         np.testing.assert_array_equal(units[j], u)
 
 
+@pytest.mark.parametrize("block", [1, 7, 37, 500])
+def test_streaming_topk_ties_keep_the_earlier_units(block: int) -> None:
+    # many equal values within one block: the earliest units are kept, whatever the block size
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 4, size=(500, 5)).astype(np.float32)
+    heap = StreamingTopK(5, 9)
+    for a in range(0, 500, block):
+        heap.update(x[a : a + block], a)
+    values, units = heap.result()
+    for j in range(5):
+        v, u = brute_top(x[:, j], 9)
+        np.testing.assert_array_equal(values[j], v)
+        np.testing.assert_array_equal(units[j], u)
+
+
 def test_quantile_samples_fall_in_their_bins(data) -> None:
     _, arrays, acts = data
     col = arrays["layer.0.mlp"][:, 1]
