@@ -26,6 +26,7 @@ function baseState(values: number[]) {
     widths: { "embed.resid": 8, "layer.1.mlp": 32, "layer.1.resid": 8 } as Record<string, number>,
     granularity: "token",
     granularities: ["word", "token"],
+    marked: [] as number[][],
     error: "",
   };
 }
@@ -223,6 +224,44 @@ describe("TokenHeatmap view", () => {
     expect(q(".nw-readout").textContent).toBe("movie: -2 (sentence 3, token 1)");
     body.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown" }));
     expect(q(".nw-readout").textContent).toBe("un: 1.5 (sentence 7, token 0)");
+  });
+
+  it("outlines the marked tokens, says so in the readout, and follows changes of marked and tokens", async () => {
+    show({ ...baseState([0.1, -2, 0, 1.5, 2, -0.5]), marked: [[1, 2], [0, 0], [5, 0], [0, 9]] });
+    const marked = () => tokens().filter((s) => s.classList.contains("nw-marked"));
+    // rows are positions among the shown sentences (7 is row 1); out-of-range pairs are ignored
+    expect(marked().map((s) => [s.dataset.sentence, s.dataset.index])).toEqual([
+      ["3", "0"],
+      ["7", "2"],
+    ]);
+    expect(marked().every((s) => s.getAttribute("aria-current") === "true")).toBe(true);
+    expect(tokens()[1].hasAttribute("aria-current")).toBe(false);
+    tokens()[5].dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
+    expect(q(".nw-tooltip").textContent).toContain("marked");
+    const body = q<HTMLElement>(".nw-sentences");
+    body.dispatchEvent(new FocusEvent("focus"));
+    expect(q(".nw-readout").textContent).toBe("The: 0.1 (sentence 3, token 0, marked)");
+    body.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight" }));
+    expect(q(".nw-readout").textContent).toBe("movie: -2 (sentence 3, token 1)");
+
+    model.update({ marked: [[0, 1]] });
+    await flush();
+    expect(marked().map((s) => s.textContent)).toEqual(["movie"]);
+    expect(el.querySelectorAll("[aria-current]")).toHaveLength(1);
+
+    // new tokens and marks in one message: the marks apply to the new spans
+    model.update({
+      tokens: [["good"], ["bad", "film"]],
+      sentences: [0, 1],
+      word_ids: [],
+      values: encodeFloat32(new Float32Array([1, -1, 0.5])),
+      marked: [[1, 1]],
+    });
+    await flush();
+    expect(marked().map((s) => s.textContent)).toEqual(["film"]);
+    model.update({ marked: [] });
+    await flush();
+    expect(marked()).toHaveLength(0);
   });
 
   it("cleanup removes every model and DOM listener", () => {

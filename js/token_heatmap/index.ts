@@ -9,6 +9,9 @@
  *   `data-sentence` = the sentence's index in the data set and `data-index` = the token's position in it;
  *   spans sit in one `div.nw-sentence[data-sentence]` per sentence, the subword tokens of one word
  *   grouped in a `span.nw-word` (so a word never wraps apart); `.nw-cont` marks a token continuing a word;
+ * - tokens listed in `marked` (e.g. the firing token of a top-activating context) also have the class
+ *   `nw-marked` (a visible outline) and `aria-current="true"`; their tooltip and keyboard readout say
+ *   "marked"; out-of-range marks are ignored;
  * - `select.nw-site` lists the sites (option value = site name, e.g. "layer.3.resid");
  *   `input[type=number].nw-neuron` holds the neuron index (its change event commits it);
  *   `select.nw-granularity` (values "word" / "token") exists only when both views are available;
@@ -48,6 +51,8 @@ export interface HeatmapModel {
   widths: Record<string, number>;
   granularity: string;
   granularities: string[];
+  /** Tokens to outline: [row, index], row = position among the shown sentences, index = token position. */
+  marked: number[][];
   error: string;
   /** Static exports only: a note next to the controls, and whether neuron controls are disabled. */
   export_note?: string;
@@ -118,6 +123,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
 
   // -- state ----------------------------------------------------------------------------------------
   let spans: HTMLSpanElement[] = [];
+  /** Position in `spans` of each shown sentence's first token. */
+  let rowStarts: number[] = [];
   const position = new WeakMap<Element, number>();
   let values: ArrayLike<number> = new Float32Array(0);
   let palette: Palette = resolvePalette(root);
@@ -139,7 +146,9 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     const wordIds = model.get("word_ids") ?? [];
     const frag = document.createDocumentFragment();
     spans = [];
+    rowStarts = [];
     tokens.forEach((sentence, s) => {
+      rowStarts.push(spans.length);
       const sid = String(ids[s] ?? s);
       const row = h("div", "nw-sentence", { "data-sentence": sid });
       row.append(h("span", "nw-sentence-label", { "aria-hidden": "true" }, sid));
@@ -163,7 +172,24 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     body.replaceChildren(frag);
     active = -1;
     hideTooltip();
+    mark();
     restyle();
+  };
+
+  /** Outline the tokens listed in `marked` (and only those). */
+  const mark = () => {
+    for (const span of body.querySelectorAll(".nw-marked")) {
+      span.classList.remove("nw-marked");
+      span.removeAttribute("aria-current");
+    }
+    const tokens = model.get("tokens") ?? [];
+    for (const pair of model.get("marked") ?? []) {
+      const [row, index] = pair;
+      if (!(row >= 0 && row < rowStarts.length && index >= 0 && index < (tokens[row]?.length ?? 0))) continue;
+      const span = spans[rowStarts[row] + index];
+      span?.classList.add("nw-marked");
+      span?.setAttribute("aria-current", "true");
+    }
   };
 
   /** Colour the existing spans from `values` (no DOM rebuild), then update legend and status. */
@@ -242,7 +268,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   // -- tooltip and keyboard reading -------------------------------------------------------------------
   const describe = (span: HTMLSpanElement) => {
     const k = position.get(span) ?? -1;
-    const where = `sentence ${span.getAttribute("data-sentence")}, token ${span.getAttribute("data-index")}`;
+    let where = `sentence ${span.getAttribute("data-sentence")}, token ${span.getAttribute("data-index")}`;
+    if (span.classList.contains("nw-marked")) where += ", marked";
     return { token: span.textContent ?? "", value: formatFloat32(values[k]), where };
   };
 
@@ -381,6 +408,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     ["change:values", restyle],
     ["change:label", restyle],
     ["change:error", showError],
+    ["change:marked", mark],
     ["change:neuron", syncControls],
     ["change:sites", syncControls],
     ["change:widths", syncControls],
@@ -399,7 +427,10 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
       const todo = scheduled!;
       scheduled = null;
       if (signal.aborted) return;
-      if (todo.has(rebuild)) todo.delete(restyle);
+      if (todo.has(rebuild)) {
+        todo.delete(restyle);
+        todo.delete(mark);
+      }
       for (const f of todo) f();
     });
   };

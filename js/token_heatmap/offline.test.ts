@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decodeArray } from "../shared/codecs";
-import { createOfflineModel } from "./offline";
+import { carryMarks, createOfflineModel } from "./offline";
 
 const b64 = (data: Float32Array) => btoa(String.fromCharCode(...new Uint8Array(data.buffer)));
 
@@ -63,5 +63,23 @@ describe("static export backend", () => {
     model.set("neuron", "layer.3.mlp:0");
     model.save_changes();
     expect(model.get("error")).toMatch(/embeds only layer\.0\.resid/);
+  });
+
+  it("moves the marks to the other view as Python does", () => {
+    const ids = [
+      [-1, 0, 1, 1, 1, 2, -1],
+      [-1, 0, 0, -1],
+    ];
+    expect(carryMarks([[0, 1], [1, 0]], "token", ids)).toEqual([
+      [0, 2],
+      [0, 3],
+      [0, 4],
+      [1, 1],
+      [1, 2],
+    ]);
+    expect(carryMarks([[0, 3], [0, 4], [0, 0], [1, 2]], "word", ids)).toEqual([
+      [0, 1],
+      [1, 0],
+    ]);
   });
 });

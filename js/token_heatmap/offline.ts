@@ -77,13 +77,33 @@ export function createOfflineModel(exported: ExportedState): StaticModel {
     }
     const out = new Float32Array(m.rows);
     for (let r = 0; r < m.rows; r++) out[r] = m.data[r * m.cols + col];
+    const marked = (model.get("marked") ?? []) as number[][];
+    const tokenIds = offline.units.token?.word_ids ?? [];
+    const carried = gran === good.granularity ? marked : carryMarks(marked, gran, tokenIds);
     good = { neuron, granularity: gran };
     model.update({
       tokens: units.tokens,
       word_ids: units.word_ids,
       values: encodeFloat32(out),
       label: `${site}:${index}`,
+      marked: carried,
       error: "",
     });
   });
+}
+
+/** Marks ([row, index]) moved to the other view, as Python's `_carry_marks` does: a marked word marks all its
+ * subword tokens; a marked token marks its word (none for special tokens). `tokenWordIds`: the token view's
+ * word index of each token, per row. */
+export function carryMarks(marked: number[][], to: string, tokenWordIds: number[][]): number[][] {
+  const out: number[][] = [];
+  const add = (row: number, index: number) => {
+    if (!out.some(([r, i]) => r === row && i === index)) out.push([row, index]);
+  };
+  for (const [row, index] of marked) {
+    const ids = tokenWordIds[row] ?? [];
+    if (to === "token") ids.forEach((w, i) => w === index && add(row, i));
+    else if ((ids[index] ?? -1) >= 0) add(row, ids[index]);
+  }
+  return out;
 }

@@ -39,6 +39,7 @@ _SYNCED = (
     "widths",
     "granularity",
     "granularities",
+    "marked",
     "error",
 )
 
@@ -65,6 +66,12 @@ class TokenHeatmap(anywidget.AnyWidget):
     ``sentences`` can be set from Python (a bad value raises ``ValueError``) or by the browser (a bad value
     sets ``error``). ``tokens``, ``word_ids``, ``values`` (float32 buffer), ``label``, ``sites``,
     ``widths`` and ``granularities`` are answers.
+
+    ``marked``: tokens to outline, as ``[row, index]`` pairs (``row``: position among the shown
+    sentences, ``index``: the token's position in it, in the current word/token view), e.g. the firing
+    token of a top-activating context. When the shown sentences change, marks on sentences still shown
+    follow them and the others are dropped; a word/subword switch maps each mark to the same word's
+    units (all subword tokens of a marked word; the word of a marked token).
     """
 
     _esm = traitlets.Unicode("").tag(sync=True)
@@ -86,6 +93,10 @@ class TokenHeatmap(anywidget.AnyWidget):
     granularities = traitlets.List(traitlets.Unicode(), help="granularities that can be chosen").tag(
         sync=True
     )
+    # elements unchecked by traitlets: _check_marked gives the messages (ValueError, or error for the browser)
+    marked: traitlets.List[Any] = traitlets.List(
+        help="[row, index] of each token to outline (row: among the shown sentences)"
+    ).tag(sync=True)
     error = traitlets.Unicode("", help="why the last choice made in the browser was refused").tag(sync=True)
 
     def __init__(
@@ -94,6 +105,8 @@ class TokenHeatmap(anywidget.AnyWidget):
         neuron: str | NeuronAddress | None = None,
         sentences: Sequence[int] | None = None,
         granularity: str | None = None,
+        *,
+        marked: Sequence[Sequence[int]] | None = None,
     ) -> None:
         esm, css = load_bundle("token_heatmap")
         self._ready = False
@@ -121,7 +134,8 @@ class TokenHeatmap(anywidget.AnyWidget):
             [int(i) for i in sentences] if sentences is not None else default
         )
         state.update(self._answer(state["neuron"], state["granularity"], state["sentences"]))
-        self._good = {k: state[k] for k in ("neuron", "granularity", "sentences")}
+        state["marked"] = self._check_marked(list(marked or []), state["tokens"])
+        self._good = {k: state[k] for k in ("neuron", "granularity", "sentences", "marked")}
         super().__init__(_esm=esm, _css=css, **state)
         self._ready = True
 
@@ -154,11 +168,47 @@ class TokenHeatmap(anywidget.AnyWidget):
         scores: Sequence[Any] | Any,
         label: str = "score",
         sentences: Sequence[int] | None = None,
+        *,
+        marked: Sequence[Sequence[int]] | None = None,
     ) -> TokenHeatmap:
         """Show any per-token scores (e.g. attributions): ``tokens[i]`` are the tokens of sentence ``i`` and
         ``scores[i]`` one number per token (list, NumPy array or tensor). One sentence may be given as a
-        plain token list and a 1-D array. All sentences are shown unless ``sentences`` picks some."""
-        return cls(_make_scores(tokens, scores, label), sentences=sentences)
+        plain token list and a 1-D array. All sentences are shown unless ``sentences`` picks some.
+        ``marked``: ``[row, index]`` pairs of tokens to outline (``row`` among the shown sentences)."""
+        return cls(_make_scores(tokens, scores, label), sentences=sentences, marked=marked)
+
+    def set_scores(
+        self,
+        tokens: Sequence[Sequence[str]] | Sequence[str],
+        scores: Sequence[Any] | Any,
+        label: str | None = None,
+        *,
+        marked: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        """Replace the scores of a :meth:`from_scores` heatmap (same checks as there) and show all of its
+        sentences, in one update: e.g. another neuron's top contexts in the same view."""
+        if self._scores is None:
+            raise ValueError(
+                "set_scores is for heatmaps made with TokenHeatmap.from_scores; this one shows activations "
+                "(set .neuron or .sentences instead)"
+            )
+        new = _make_scores(tokens, scores, self._scores.label if label is None else label)
+        shown = list(range(len(new.tokens)))
+        answer = _scores_answer(new, shown)
+        marks = self._check_marked([list(m) for m in marked or []], answer["tokens"])
+        self._scores, self._num_sentences = new, len(new.tokens)
+        with self.hold_sync():
+            self._ready = False  # the new state is consistent as a whole: no per-trait recomputation
+            try:
+                self.sentences = shown
+                for key, value in answer.items():
+                    self.set_trait(key, value)
+                self.label = new.label
+                self.marked = marks
+                self.error = ""
+            finally:
+                self._ready = True
+        self._good = {"neuron": "", "granularity": "", "sentences": shown, "marked": marks}
 
     # -- validation: Python callers get ValueError, the browser gets ``error`` ---------------------
     def _check_neuron(self, value: str) -> str:
@@ -194,6 +244,31 @@ class TokenHeatmap(anywidget.AnyWidget):
             raise ValueError("a sentence is listed twice in sentences: list each index once")
         return value
 
+    def _check_marked(self, value: list[Any], tokens: list[list[str]]) -> list[list[int]]:
+        out: list[list[int]] = []
+        seen: set[tuple[int, int]] = set()
+        for m in value:
+            if isinstance(m, (str, bytes)) or not hasattr(m, "__len__") or len(m) != 2:
+                raise ValueError(f"marked: {m!r} is not a [row, index] pair: give [[row, index], ...]")
+            if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in m):
+                raise ValueError(f"marked: {list(m)!r} must hold two integers, [row, index]")
+            row, index = int(m[0]), int(m[1])
+            if not 0 <= row < len(tokens):
+                raise ValueError(
+                    f"marked: row {row} is out of range: {len(tokens)} sentences are shown (rows 0 … "
+                    f"{len(tokens) - 1}; a row is a position among the shown sentences, not a sentence index)"
+                )
+            if not 0 <= index < len(tokens[row]):
+                raise ValueError(
+                    f"marked: token {index} is out of range for row {row}, which has {len(tokens[row])} "
+                    f"units (0 … {len(tokens[row]) - 1})"
+                )
+            if (row, index) in seen:
+                raise ValueError(f"marked: [{row}, {index}] is listed twice: list each token once")
+            seen.add((row, index))
+            out.append([row, index])
+        return out
+
     def _validated(self, name: str, check: Any, value: Any) -> Any:
         try:
             return check(value)
@@ -215,6 +290,11 @@ class TokenHeatmap(anywidget.AnyWidget):
     def _valid_sentences(self, proposal: Any) -> list[int]:
         return list(self._validated("sentences", self._check_sentences, list(proposal["value"])))
 
+    @traitlets.validate("marked")
+    def _valid_marked(self, proposal: Any) -> list[list[int]]:
+        check = lambda v: self._check_marked(v, self.tokens)  # noqa: E731
+        return list(self._validated("marked", check, list(proposal["value"])))
+
     def set_state(self, sync_data: dict[str, Any]) -> None:
         """State from the browser: a refused value becomes ``error`` instead of an exception."""
         self._from_frontend = True
@@ -235,26 +315,53 @@ class TokenHeatmap(anywidget.AnyWidget):
             if self._from_frontend:
                 return
             raise
+        old = self._good
         with self.hold_sync():
             for key, value in answer.items():
                 self.set_trait(key, value)
+            self.marked = self._carry_marks(old)
             self.error = ""
         self._good = {
             "neuron": self.neuron,
             "granularity": self.granularity,
             "sentences": list(self.sentences),
+            "marked": [list(m) for m in self.marked],
         }
+
+    @traitlets.observe("marked")
+    def _on_marked(self, change: Any) -> None:
+        if self._ready:
+            self._good["marked"] = [list(m) for m in change["new"]]
+
+    def _carry_marks(self, old: dict[str, Any]) -> list[list[int]]:
+        """The marks of the last good state on the new sentences / view: marks on sentences still shown
+        follow them; a word/subword switch maps a mark to the units of the same word."""
+        rows = {s: r for r, s in enumerate(self.sentences)}
+        out: list[list[int]] = []
+        for row, index in old["marked"]:
+            if row >= len(old["sentences"]) or old["sentences"][row] not in rows:
+                continue
+            sentence = old["sentences"][row]
+            new_row = rows[sentence]
+            if old["granularity"] == self.granularity:
+                out.append([new_row, index])
+            elif self.granularity == "token":  # a word: all its subword tokens
+                wid = self._acts["token"].word_ids(sentence)
+                out += [[new_row, int(i)] for i in np.flatnonzero(wid == index)]
+            else:  # a token: its word (none for special tokens)
+                word = int(self._acts["token"].word_ids(sentence)[index])
+                if word >= 0:
+                    out.append([new_row, word])
+        unique: list[list[int]] = []
+        for m in out:
+            if m not in unique and m[1] < len(self.tokens[m[0]]):
+                unique.append(m)
+        return unique
 
     def _answer(self, neuron: str, granularity: str, sentences: list[int]) -> dict[str, Any]:
         """Tokens, word ids, values and label for a choice (already checked)."""
         if self._scores is not None:
-            s = self._scores
-            values = np.concatenate([s.values[i] for i in sentences])
-            return {
-                "tokens": [s.tokens[i] for i in sentences],
-                "word_ids": [],
-                "values": encode_array(values),
-            }
+            return _scores_answer(self._scores, sentences)
         acts = self._acts[granularity]
         return {
             "tokens": [acts.units(i) for i in sentences],
@@ -276,11 +383,19 @@ class TokenHeatmap(anywidget.AnyWidget):
         ``EXPORT_EMBED_LIMIT`` bytes, so the neuron index can still be changed in the page; otherwise the
         neuron controls are disabled there, with a note.
         """
+        return write_standalone_html(
+            path,
+            title=title or f"TokenHeatmap: {self.label}",
+            esm=self._esm,
+            css=self._css,
+            state=self._export_state(),
+        )
+
+    def _export_state(self) -> dict[str, Any]:
+        """The state a static page renders from (also used by ``save_html`` for composed views)."""
         state = self.get_state(list(_SYNCED))
         state.update(self._export_extras())
-        return write_standalone_html(
-            path, title=title or f"TokenHeatmap: {self.label}", esm=self._esm, css=self._css, state=state
-        )
+        return state
 
     def _export_extras(self) -> dict[str, Any]:
         if self._scores is not None:
@@ -407,6 +522,14 @@ def _by_granularity(activations: Activations | Sequence[Activations]) -> dict[st
                 "the word- and token-level Activations must come from the same model, texts and sites"
             )
     return {g: out[g] for g in _GRANULARITIES if g in out}
+
+
+def _scores_answer(scores: _Scores, sentences: list[int]) -> dict[str, Any]:
+    return {
+        "tokens": [scores.tokens[i] for i in sentences],
+        "word_ids": [],
+        "values": encode_array(np.concatenate([scores.values[i] for i in sentences])),
+    }
 
 
 def _make_scores(tokens: Sequence[Any], scores: Sequence[Any] | Any, label: str) -> _Scores:

@@ -314,6 +314,87 @@ def test_from_scores() -> None:
         TokenHeatmap.from_scores([["a"], ["b"]], [[1.0]])
 
 
+# -- marked tokens ---------------------------------------------------------------------------------
+def test_marked_follows_sentences_and_views(word_acts: Activations, token_acts: Activations) -> None:
+    w = TokenHeatmap(
+        [word_acts, token_acts], neuron="layer.2.mlp:11", sentences=[0, 2], marked=[[0, 3], [1, 0]]
+    )
+    assert w.marked == [[0, 3], [1, 0]]
+    wire = Wire(w)
+    # a neuron change keeps the marks
+    wire.browser_sets(neuron="layer.2.mlp:12")
+    assert w.marked == [[0, 3], [1, 0]] and "marked" not in wire.received()
+    # "unbelievably" (word 3 of sentence 0) is several subword tokens: all of them are marked
+    wire.browser_sets(granularity="token")
+    wid0, wid2 = token_acts.word_ids(0), token_acts.word_ids(2)
+    expected = [[0, int(i)] for i in np.flatnonzero(wid0 == 3)] + [
+        [1, int(i)] for i in np.flatnonzero(wid2 == 0)
+    ]
+    assert len(expected) > 2 and w.marked == expected
+    assert wire.received()["marked"] == expected  # sent with the new tokens, in the same message
+    assert len(wire.updates()) == 1
+    # back to words: each marked token marks its word, once
+    wire.browser_sets(granularity="word")
+    assert w.marked == [[0, 3], [1, 0]]
+    # sentences change: marks follow their sentence to its new row; marks of hidden sentences go
+    w.sentences = [2, 5]
+    assert w.marked == [[0, 0]]
+    w.sentences = [7]
+    assert w.marked == []
+
+
+def test_marked_validation(word_acts: Activations) -> None:
+    w = TokenHeatmap(word_acts, sentences=[0, 11])
+    n0 = len(word_acts.units(0))
+    w.marked = [[1, 0], [0, n0 - 1]]
+    assert w.marked == [[1, 0], [0, n0 - 1]]
+    bad = [
+        ([[2, 0]], r"row 2 is out of range: 2 sentences are shown \(rows 0 … 1; a row is a position"),
+        ([[0, n0]], rf"token {n0} is out of range for row 0, which has {n0} units"),
+        ([[0, 1], [0, 1]], r"\[0, 1\] is listed twice"),
+        ([[0]], r"not a \[row, index\] pair"),
+        ([[0, 1.5]], r"two integers"),
+    ]
+    for value, message in bad:
+        with pytest.raises(ValueError, match=message):
+            w.marked = value
+    with pytest.raises(ValueError, match="row 5 is out of range"):
+        TokenHeatmap(word_acts, sentences=[0], marked=[[5, 0]])
+    assert w.marked == [[1, 0], [0, n0 - 1]]
+    wire = Wire(w)
+    wire.browser_sets(marked=[[0, 99]])  # the browser gets error, the last good marks stay
+    assert "token 99 is out of range" in w.error
+    assert w.marked == [[1, 0], [0, n0 - 1]] and wire.received()["marked"] == w.marked
+    wire.browser_sets(marked=[[0, 0]])
+    assert w.marked == [[0, 0]]
+
+
+def test_from_scores_marked_and_set_scores() -> None:
+    w = TokenHeatmap.from_scores([["a", "b"], ["c", "d", XSS]], [[1, 2], [3, 4, 5]], marked=[[1, 2]])
+    assert w.marked == [[1, 2]]
+    w.sentences = [1]
+    assert w.marked == [[0, 2]] and w.tokens == [["c", "d", XSS]]
+    with pytest.raises(ValueError, match="token 2 is out of range for row 0, which has 2 units"):
+        TokenHeatmap.from_scores([["a", "b"]], [[1, 2]], marked=[[0, 2]])
+    wire = Wire(w)
+    w.set_scores([["x"], ["y", "z"]], [np.array([0.5]), [-1.0, 2.0]], label="top contexts", marked=[[1, 1]])
+    assert w.tokens == [["x"], ["y", "z"]] and w.sentences == [0, 1] and w.label == "top contexts"
+    assert w.marked == [[1, 1]] and w.error == ""
+    np.testing.assert_array_equal(shown(w), np.array([0.5, -1.0, 2.0], dtype=np.float32))
+    got = wire.received()
+    assert len(wire.updates()) == 1  # one consistent message: tokens, values, marks together
+    assert got["tokens"] == w.tokens and got["marked"] == [[1, 1]] and got["sentences"] == [0, 1]
+    np.testing.assert_array_equal(got["values"]["array"], np.array([0.5, -1.0, 2.0], dtype=np.float32))
+    with pytest.raises(ValueError, match="row 3 is out of range"):
+        w.set_scores([["x"]], [[1.0]], marked=[[3, 0]])
+    assert w.tokens == [["x"], ["y", "z"]]  # a refused call changes nothing
+
+
+def test_set_scores_needs_a_scores_heatmap(word_acts: Activations) -> None:
+    with pytest.raises(ValueError, match="set_scores is for heatmaps made with TokenHeatmap.from_scores"):
+        TokenHeatmap(word_acts).set_scores([["a"]], [[1.0]])
+
+
 # -- static export --------------------------------------------------------------------------------
 def _page_parts(html: str) -> tuple[str, dict[str, Any]]:
     esm = re.search(r'import\("data:text/javascript;base64,([A-Za-z0-9+/=]+)"\)', html)
