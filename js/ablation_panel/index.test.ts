@@ -275,6 +275,29 @@ describe("AblationPanel view", () => {
     expect(model.lastRequest().id).toBe(6);
   });
 
+  it("draws the panel anew when Python adds neurons (add_neurons), keeping the state it sent", () => {
+    show();
+    const extra = "layer.3.mlp:11";
+    model.update({
+      neurons: [...NEURONS, extra],
+      scales: encodeFloat32(new Float32Array([0, 1, 1, 1, 1])),
+      request_id: 3,
+      prediction: answer(3, [0.5, 0.4, 0.1]),
+    });
+    expect(all(".nw-root.nw-ablation")).toHaveLength(1);
+    expect(all<HTMLElement>("tr.nw-neuron").map((r) => r.dataset.neuron)).toEqual([...NEURONS, extra]);
+    expect(sliders().map((s) => s.value)).toEqual(["0", "1", "1", "1", "1"]);
+    expect(q<HTMLInputElement>("input.nw-topk").max).toBe("5");
+    expect(shownId()).toBe(3);
+    expect(q<HTMLElement>(".nw-error").hidden).toBe(true);
+    move(4, 0); // the new slider sends a request of 5 factors, beyond Python's id
+    vi.advanceTimersByTime(DEBOUNCE_MS);
+    expect(model.lastRequest()).toMatchObject({ id: 4, scales: [0, 1, 1, 1, 0] });
+    cleanup();
+    cleanup = () => {};
+    expect(model.listeners()).toBe(0);
+  });
+
   it("keeps keys typed in its controls away from the notebook", () => {
     show();
     const seen: string[] = [];

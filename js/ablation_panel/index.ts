@@ -16,7 +16,8 @@
  * - `.nw-effect[data-series]` (current, random) with `data-kl` and `data-delta-prob` (full precision) and
  *   the same numbers as text; `.nw-tags` shows per-word probe tags when there are some;
  * - `.nw-status` (aria-live="polite") announces each new prediction once the display is settled;
- * - `.nw-error` (role="alert") shows errors and is `hidden` when there are none.
+ * - `.nw-error` (role="alert") shows errors and is `hidden` when there are none;
+ * - when Python changes `neurons` (`add_neurons`), the whole panel is drawn anew from the model's state.
  *
  * Live loop (see ../shared/live.ts): slider input is debounced, sent with a request id through synced
  * traits (`scales`, `random_k`, `random_seed`, `request_id` in one message); Python answers in
@@ -142,7 +143,21 @@ export function leadingOff(scales: ArrayLike<number>): number {
   return k;
 }
 
+/** Draw the panel; when Python changes the neuron list (`AblationPanel.add_neurons`), draw it anew. */
 function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
+  let cleanup = renderPanel({ model, el });
+  const redraw = () => {
+    cleanup();
+    cleanup = renderPanel({ model, el });
+  };
+  model.on("change:neurons", redraw);
+  return () => {
+    model.off("change:neurons", redraw);
+    cleanup();
+  };
+}
+
+function renderPanel({ model, el }: { model: Model; el: HTMLElement }): () => void {
   const abort = new AbortController();
   const signal = abort.signal;
   const doc = el.ownerDocument;

@@ -106,7 +106,7 @@ class AblationPanel(anywidget.AnyWidget):
 
     Read the state with :attr:`state` / :attr:`intervention`, what is shown with :meth:`to_frame` and
     :attr:`effects`; change it with :meth:`set_scales`, :meth:`switch_off_top`, :meth:`compare_random`
-    and :meth:`reset`; save a static page with :meth:`to_html`.
+    and :meth:`reset`; add sliders with :meth:`add_neurons`; save a static page with :meth:`to_html`.
     """
 
     _esm = traitlets.Unicode("").tag(sync=True)
@@ -241,6 +241,44 @@ class AblationPanel(anywidget.AnyWidget):
         the current prediction; ``seed`` draws other ones (default: the current seed)."""
         seed = self._good.random_seed if seed is None else seed
         self._apply(self._good.scales, *self._check_random(k, seed))
+
+    def add_neurons(self, neurons: Any, scale: float = 1.0) -> list[str]:
+        """Add sliders for ``neurons`` (addresses, or a ranking's ``.neurons``) at factor ``scale`` (1:
+        unchanged), after the panel's own; neurons already in the panel are skipped. The prediction is
+        recomputed under the new state and the random draw redone (it avoids the panel's neurons), in one
+        update. Returns the addresses added (the browser redraws the sliders)."""
+        if isinstance(neurons, (str, NeuronAddress)):
+            neurons = [neurons]
+        elif hasattr(neurons, "neurons") and not isinstance(neurons, (list, tuple)):
+            neurons = list(neurons.neurons)
+        new = _panel_neurons(self._handle, neurons, None)
+        added = [a for a in new if a.name not in self._names]
+        if not added:
+            return []
+        if len(self._names) + len(added) > MAX_NEURONS:
+            raise ValueError(
+                f"the panel has {len(self._names)} neurons: adding {len(added)} would pass the limit of "
+                f"{MAX_NEURONS} sliders (make a new panel for another set)"
+            )
+        addrs, names = self._addrs + added, self._names + [a.name for a in added]
+        old = (self._addrs, self._names, self._random_cache)
+        self._addrs, self._names, self._random_cache = addrs, names, {}
+        rid = max(self.request_id, self._answered) + 1
+        try:
+            scales = self._check_scales([*self._good.scales.tolist(), *[scale] * len(added)], "scale")
+            k, seed = self._check_random(self._good.random_k, self._good.random_seed)
+            answer = self._answer(rid, scales, k, seed)
+        except Exception:
+            self._addrs, self._names, self._random_cache = old
+            raise
+        with self.hold_sync():
+            self.neurons = list(names)
+            self.scales = encode_array(scales)
+            self.request_id = rid
+            self.prediction = answer
+        self._good = _Answered(scales, k, seed, answer)
+        self._answered = rid
+        return [a.name for a in added]
 
     def reset(self) -> None:
         """Every neuron back to 1 (unchanged) and no random comparison."""
@@ -470,17 +508,21 @@ class AblationPanel(anywidget.AnyWidget):
         """Write a standalone HTML page of the panel as it is now (bundle, CSS and state inlined; works
         offline). Nothing can be recomputed without a kernel, so the page's controls are disabled, with
         a note saying so."""
-        state = self.get_state(list(_SYNCED))
-        state["export_note"] = (
-            "Static export: the sliders show the state when it was saved; run the notebook to change them."
-        )
         return write_standalone_html(
             path,
             title=title or f"AblationPanel: {self.model_name}",
             esm=self._esm,
             css=self._css,
-            state=state,
+            state=self._export_state(),
         )
+
+    def _export_state(self) -> dict[str, Any]:
+        """The state a static page renders from (also used by ``save_html`` for composed views)."""
+        state = self.get_state(list(_SYNCED))
+        state["export_note"] = (
+            "Static export: the sliders show the state when it was saved; run the notebook to change them."
+        )
+        return state
 
 
 # ------------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class NeuronTable(anywidget.AnyWidget):
 
     Synced traits: ``selected`` (the selected neuron's address, ``""`` for none; a Python caller setting an
     address that is not in the ranking gets ``ValueError``, the browser gets ``error``) and ``page_size``
-    can be set; the data traits are answers, sent once.
+    can be set; the data traits are answers, sent once, or again by :meth:`set_ranking`.
     """
 
     _esm = traitlets.Unicode("").tag(sync=True)
@@ -155,6 +155,29 @@ class NeuronTable(anywidget.AnyWidget):
         finally:
             self._from_frontend = False
 
+    def set_ranking(self, ranking: NeuronRanking | pd.DataFrame, *, selected: str | None = None) -> None:
+        """Show another ranking (e.g. the neurons of another concept) in one update: the rows are replaced
+        and ``selected`` becomes ``selected`` (must be in the new ranking), else the current selection if
+        the new ranking has it, else the new top neuron."""
+        state = _table_state(ranking)
+        index = {a: i for i, a in enumerate(state["addresses"])}
+        old_index = self._index
+        self._index = index
+        try:
+            if selected is None:
+                keep = self.selected if self.selected in index else ""
+                selected = keep or (state["addresses"][0] if state["addresses"] else "")
+            chosen = self._check_selected(selected)
+        except Exception:
+            self._index = old_index
+            raise
+        with self.hold_sync():
+            for key, value in state.items():
+                self.set_trait(key, value)
+            self.selected = chosen
+            self.error = ""
+        self._good = chosen
+
     # -- views ----------------------------------------------------------------------------------------
     @property
     def selected_rank(self) -> int | None:
@@ -164,10 +187,17 @@ class NeuronTable(anywidget.AnyWidget):
     def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write a standalone HTML page of this table (bundle, CSS and data inlined; sorting, filtering
         and selection keep working offline)."""
-        state = self.get_state(list(_SYNCED))
         return write_standalone_html(
-            path, title=title or f"NeuronTable: {self.method}", esm=self._esm, css=self._css, state=state
+            path,
+            title=title or f"NeuronTable: {self.method}",
+            esm=self._esm,
+            css=self._css,
+            state=self._export_state(),
         )
+
+    def _export_state(self) -> dict[str, Any]:
+        """The state a static page renders from (also used by ``save_html`` for composed views)."""
+        return self.get_state(list(_SYNCED))
 
 
 def _table_state(ranking: NeuronRanking | pd.DataFrame) -> dict[str, Any]:

@@ -115,10 +115,13 @@ class ProbeReport(anywidget.AnyWidget):
 
     def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write a standalone HTML page of this report (bundle, CSS and data inlined; no network)."""
-        state = self.get_state(list(_SYNCED))
         return write_standalone_html(
-            path, title=title or "ProbeReport", esm=self._esm, css=self._css, state=state
+            path, title=title or "ProbeReport", esm=self._esm, css=self._css, state=self._export_state()
         )
+
+    def _export_state(self) -> dict[str, Any]:
+        """The state a static page renders from (also used by ``save_html`` for composed views)."""
+        return self.get_state(list(_SYNCED))
 
 
 def _finite_or_nan(values: np.ndarray, what: str) -> np.ndarray:

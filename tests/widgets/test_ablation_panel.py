@@ -368,6 +368,50 @@ def test_random_comparison_draws_from_the_same_sites_seeded(sentiment: Any) -> N
     assert panel.random_neurons != drawn
 
 
+def test_add_neurons_keeps_the_state_and_answers_in_one_message(sentiment: Any) -> None:
+    panel = AblationPanel(sentiment, TEXT, NEURONS[:3], scales={NEURONS[0]: 0.0}, random_k=2, seed=1)
+    drawn_before = panel.random_neurons
+    wire = Wire(panel)
+    rid = panel.request_id
+    added = panel.add_neurons([NEURONS[1], NEURONS[3], "layer.5.mlp:7"], scale=0.5)
+    assert added == [NEURONS[3], "layer.5.mlp:7"]  # a neuron already in the panel is skipped
+    assert panel.neurons == [*NEURONS[:3], NEURONS[3], "layer.5.mlp:7"]
+    state = {NEURONS[0]: 0.0, NEURONS[1]: 1.0, NEURONS[2]: 1.0, NEURONS[3]: 0.5, "layer.5.mlp:7": 0.5}
+    assert panel.state == state
+    np.testing.assert_array_equal(probs_of(panel.scales), np.array(list(state.values()), dtype=np.float32))
+    assert panel.request_id == panel.prediction["request_id"] == rid + 1
+    check_answer(panel, sentiment, state)
+    # the random draw is redone without the panel's neurons, as a new panel with the same state draws it
+    fresh = AblationPanel(sentiment, TEXT, list(state), scales=state, random_k=2, seed=1)
+    assert panel.random_neurons == fresh.random_neurons and not set(panel.random_neurons) & set(state)
+    assert len(drawn_before) == 2
+    # one update message carries the neurons with their scales and the answer to them
+    updates = [d["state"] for d, _ in wire.sent if d["method"] == "update"]
+    assert len(updates) == 1 and {"neurons", "scales", "request_id", "prediction"} <= set(updates[0])
+    seen = wire.browser_model()
+    assert seen["neurons"] == panel.neurons and seen["prediction"]["request_id"] == rid + 1
+    # the next browser request has one factor per neuron, the new ones included
+    wire.request(rid + 2, [1, 1, 1, 0, 0], random_k=2, seed=1)
+    check_answer(panel, sentiment, dict(zip(panel.neurons, [1.0, 1.0, 1.0, 0.0, 0.0])))
+    assert panel.add_neurons(NEURONS[0]) == []  # nothing new: nothing changes
+    assert panel.request_id == rid + 2
+
+
+def test_add_neurons_refuses_bad_neurons(sentiment: Any) -> None:
+    panel = AblationPanel(sentiment, TEXT, NEURONS[:2])
+    before = (list(panel.neurons), panel.state, panel.request_id)
+    with pytest.raises(ValueError, match="out of range"):
+        panel.add_neurons(["layer.3.mlp:99999"])
+    with pytest.raises(ValueError, match="factor of layer.5.mlp:7 is 3"):
+        panel.add_neurons(["layer.5.mlp:7"], scale=3.0)
+    with pytest.raises(ValueError, match="limit of 100 sliders"):
+        panel.add_neurons([f"layer.5.mlp:{i}" for i in range(200, 299)])
+    with pytest.raises(TypeError, match="must be an address"):
+        panel.add_neurons([7])
+    assert (list(panel.neurons), panel.state, panel.request_id) == before
+    check_answer(panel, sentiment, before[1])
+
+
 def test_ranking_objects_give_their_top_neurons(sentiment: Any) -> None:
     scores = np.linspace(1.0, 0.0, 30)
     ranking = NeuronRanking.from_scores([f"layer.2.mlp:{i}" for i in range(30)], scores, "test")

@@ -103,6 +103,30 @@ def test_browser_choice_is_checked_and_shown_as_error() -> None:
     assert table.selected == "embed.resid:3" and table.error == ""
 
 
+def test_set_ranking_replaces_the_rows_in_one_message() -> None:
+    table = NeuronTable(small())
+    table.selected = "embed.resid:3"
+    sent: list[dict[str, Any]] = []
+    table.comm.send = lambda data=None, metadata=None, buffers=None: sent.append(data)  # type: ignore[method-assign]
+    table.comm.kernel = object()  # a connected kernel, so ipywidgets sends updates
+    other = NeuronRanking(("layer.0.mlp:1", "embed.resid:3"), np.array([2.0, 1.0]), "other")
+    table.set_ranking(other)
+    assert table.addresses == ["layer.0.mlp:1", "embed.resid:3"] and table.method == "other"
+    np.testing.assert_array_equal(decode_buffer(table.scores), np.array([2.0, 1.0], dtype=np.float32))
+    assert table.selected == "embed.resid:3" and table.selected_rank == 1  # kept: it is in the new ranking
+    updates = [d["state"] for d in sent if d["method"] == "update"]
+    assert len(updates) == 1 and {"addresses", "scores", "method"} <= set(updates[0])
+    table.set_ranking(small(), selected="layer.10.resid:7")
+    assert table.selected == "layer.10.resid:7" and table.selected_rank == 2
+    table.set_ranking(NeuronRanking(("layer.5.mlp:0",), np.array([1.0]), "one"))
+    assert table.selected == "layer.5.mlp:0"  # the old selection is gone: the new top neuron
+    with pytest.raises(ValueError, match="not in this table"):
+        table.set_ranking(small(), selected="layer.9.mlp:9")
+    assert table.addresses == ["layer.5.mlp:0"]  # a refused call changes nothing
+    table.set_state({"selected": "layer.2.mlp:5"})  # the browser is checked against the new rows
+    assert "not in this table" in table.error and table.selected == "layer.5.mlp:0"
+
+
 def test_link_drives_a_token_heatmap(acts: Activations, ranking: NeuronRanking) -> None:
     table = NeuronTable(ranking)
     heatmap = TokenHeatmap(acts, sentences=[0, 1, 2, 3])
