@@ -1,0 +1,474 @@
+"""AttributionView: which input words, layers and neurons caused one prediction, in one linked view.
+
+Composed with ipywidgets from widgets that each do one thing (DESIGN.md §4): method, target and view
+pickers; a :class:`TokenHeatmap` of the token attributions (same front end and colour scale: positive
+orange, negative purple, zero the background); the completeness check of path methods (sum of the
+scores, ``F(x) − F(x')`` and the convergence delta); a :class:`MatrixView` of layer conductance (layer ×
+word); a :class:`NeuronTable` of the neurons ranked by conductance, whose top ``k`` go to an
+:class:`AblationPanel` with one click.
+
+Every number comes from :func:`~neuronwidgets.core.attribute_tokens`,
+:func:`~neuronwidgets.core.attribute_layers` and :func:`~neuronwidgets.core.attribute_neurons`; the
+view never shows numbers from an earlier choice: a failed computation puts the pickers back and says why.
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from pathlib import Path
+from typing import Any
+
+import ipywidgets
+import numpy as np
+import traitlets
+
+from ..core import (
+    METHODS,
+    LayerAttribution,
+    ModelHandle,
+    NeuronRanking,
+    TokenAttribution,
+    attribute_layers,
+    attribute_neurons,
+    attribute_tokens,
+    get_method,
+    load_model,
+)
+from ._export import save_html
+from .ablation_panel import AblationPanel
+from .matrix_view import MatrixView
+from .neuron_table import NeuronTable
+from .token_heatmap import TokenHeatmap
+
+TOKEN_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.level == "token")
+LEVELS = ("word", "token")
+DEFAULT_TARGETS = 10
+DEFAULT_SEND = 10
+_NAMES = {
+    "integrated-gradients": "Integrated Gradients",
+    "saliency": "Saliency",
+    "input-x-gradient": "Input × Gradient",
+    "deeplift": "DeepLift",
+    "gradient-shap": "GradientSHAP",
+    "kernel-shap": "KernelSHAP",
+    "shapley-sampling": "Shapley value sampling",
+    "occlusion": "Occlusion",
+    "feature-ablation": "Feature ablation",
+}
+
+
+class AttributionView(ipywidgets.VBox):
+    """Attributions of one prediction on ``text``: tokens (heatmap), layers (layer × word matrix) and
+    neurons (ranking table), with method, target and word/token pickers.
+
+    ``AttributionView(model, text, method="integrated-gradients", target=None)``:
+
+    - ``model``: a :class:`~neuronwidgets.core.ModelHandle` or a model name with a prediction head
+      (``"minilm-sentiment"``, ``"smollm2"``, …); ``text``: the input.
+    - ``target``: what to explain — a class (name or index), a next token (string or id) — or ``None``
+      for the top prediction. The target picker lists every class of a classifier, or a language model's
+      ``n_targets`` most likely next tokens.
+    - ``level``: ``"word"`` (subword scores summed into words) or ``"token"``.
+    - ``n_steps``: integration steps of the path methods (IG, layer and neuron conductance); the status
+      line reports the convergence delta and warns when it is large.
+    - ``layers``: compute the layer × token conductance matrix (default ``True``); ``neuron_sites``: the
+      sites whose neurons are ranked by conductance (default the last block's MLP; ``None`` or ``False``
+      for no neuron ranking); ``send_k``: how many of the top neurons the button sends to the panel;
+      ``panel``: an :class:`AblationPanel` (same model) to add them to, e.g. one shown beside other views;
+      by default each send opens a new panel on ``text`` below the table.
+    - ``method_options``: keyword arguments per method, passed to ``attribute_tokens`` (e.g.
+      ``{"kernel-shap": {"n_samples": 400}}``).
+
+    Read what is shown from :attr:`attribution`, :attr:`layer_attribution` and :attr:`neuron_ranking`;
+    change it with the ``method``, ``target`` and ``level`` traits (or the pickers);
+    :meth:`send_top_neurons` opens an :class:`AblationPanel` on the top neurons (also a button).
+    """
+
+    method = traitlets.Unicode("integrated-gradients", help="the token attribution method shown")
+    target = traitlets.Int(-1, help="target id (class index or token id) explained; -1 before the first run")
+    level = traitlets.Unicode("word", help="'word' or 'token'")
+
+    def __init__(
+        self,
+        model: ModelHandle | str,
+        text: str,
+        method: str = "integrated-gradients",
+        target: str | int | None = None,
+        *,
+        level: str = "word",
+        n_steps: int = 50,
+        layers: bool = True,
+        neuron_sites: Any = "auto",
+        send_k: int = DEFAULT_SEND,
+        n_targets: int = DEFAULT_TARGETS,
+        baseline: str | int = "pad",
+        method_options: dict[str, dict[str, Any]] | None = None,
+        panel: AblationPanel | None = None,
+    ) -> None:
+        handle = load_model(model) if isinstance(model, str) else model
+        if not isinstance(handle, ModelHandle):
+            raise TypeError(
+                f"model must be a ModelHandle or a model name, got {type(model).__name__}: "
+                "e.g. AttributionView(load_model('minilm-sentiment'), text)"
+            )
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}: choose 'word' or 'token'")
+        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
+            raise ValueError(f"n_steps must be an integer of at least 2, got {n_steps!r}")
+        if isinstance(send_k, bool) or not isinstance(send_k, (int, np.integer)) or send_k < 1:
+            raise ValueError(f"send_k must be a positive integer, got {send_k!r}")
+        options = dict(method_options or {})
+        for name in options:
+            if name not in TOKEN_METHODS:
+                raise ValueError(
+                    f"method_options has unknown method {name!r}: choose from {', '.join(TOKEN_METHODS)}"
+                )
+        if panel is not None and not isinstance(panel, AblationPanel):
+            raise TypeError(f"panel must be an AblationPanel, got {type(panel).__name__}")
+        if panel is not None and panel.model is not handle:
+            raise ValueError("panel works on another model: give a panel made with the same ModelHandle")
+        self._handle = handle
+        self._text = text
+        self._n_steps = int(n_steps)
+        self._baseline = baseline
+        self._options = options
+        self._want_layers = bool(layers)
+        if neuron_sites == "auto":
+            neuron_sites = f"layer.{handle.num_layers - 1}.mlp"
+        self._neuron_sites = neuron_sites or None
+        self._busy = False
+        self._level = level
+
+        # first computation: validates text, target and method, and gives the target list
+        first = self._tokens(method, target)
+        self._attr = first
+        self._targets = _target_options(handle, text, first, n_targets)
+        self._layer_attr: LayerAttribution | None = None
+        self._ranking: NeuronRanking | None = None
+        self._compute_target_parts(first.target_id)
+
+        # -- children ---------------------------------------------------------------------------------
+        self.method_picker = ipywidgets.Dropdown(
+            options=[(_NAMES.get(m, m), m) for m in TOKEN_METHODS],
+            value=first.method,
+            description="Method",
+        )
+        self.target_picker = ipywidgets.Dropdown(
+            options=self._targets, value=first.target_id, description="Target"
+        )
+        self.level_picker = ipywidgets.ToggleButtons(
+            options=[("words", "word"), ("tokens", "token")],
+            value=level,
+            description="Show",
+            style={"description_width": "initial"},
+        )
+        self.status = ipywidgets.HTML()
+        self.status.add_class("nw-attr-status")
+        units, scores = _units_scores(first, level)
+        self.heatmap = TokenHeatmap.from_scores(units, scores, label=_label(first))
+        self.matrix: MatrixView | None = None
+        if self._layer_attr is not None:
+            rows, cols, values = _layer_matrix(self._layer_attr, level)
+            self.matrix = MatrixView(
+                values,
+                rows,
+                cols,
+                label=_layer_label(self._layer_attr),
+                row_title="site",
+                col_title=level,
+            )
+        self.table: NeuronTable | None = None
+        self.send_k = ipywidgets.BoundedIntText(
+            value=int(send_k), min=1, max=100, description="Top k", layout={"width": "150px"}
+        )
+        self.send_button = ipywidgets.Button(
+            description="Send top k to an ablation panel",
+            icon="sliders",
+            tooltip="Open an AblationPanel on the top k neurons of this ranking",
+            layout={"width": "auto"},
+        )
+        self._panel_box: ipywidgets.VBox = ipywidgets.VBox()
+        self._table_box: ipywidgets.VBox = ipywidgets.VBox()
+        self._given_panel = panel
+        self.panel: AblationPanel | None = panel
+        neuron_part: list[ipywidgets.Widget] = []
+        if self._ranking is not None:
+            self.table = NeuronTable(self._ranking, page_size=8)
+            self._table_box.children = (self.table,)
+            self.send_button.on_click(lambda _: self._send_clicked())
+            neuron_part = [
+                ipywidgets.HTML(
+                    f"<b>Neurons</b> ranked by conductance ({html.escape(_sites_text(self._ranking))})"
+                ),
+                self._table_box,
+                ipywidgets.HBox([self.send_k, self.send_button]),
+                self._panel_box,
+            ]
+        controls = ipywidgets.HBox([self.method_picker, self.target_picker])
+        parts: list[ipywidgets.Widget] = [controls, self.level_picker, self.status, self.heatmap]
+        if self.matrix is not None:
+            parts += [
+                ipywidgets.HTML("<b>Layers</b>: conductance of each layer at each position"),
+                self.matrix,
+            ]
+        super().__init__(parts + neuron_part)
+        self.add_class("nw-attribution-view")
+        self._sync_pickers()
+        self._draw_status()
+        self.method_picker.observe(lambda c: self._pick("method", c["new"]), "value")
+        self.target_picker.observe(lambda c: self._pick("target", c["new"]), "value")
+        self.level_picker.observe(lambda c: self._pick("level", c["new"]), "value")
+
+    # -- reading what is shown ----------------------------------------------------------------------
+    @property
+    def model(self) -> ModelHandle:
+        return self._handle
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def attribution(self) -> TokenAttribution:
+        """The token attribution shown now."""
+        return self._attr
+
+    @property
+    def layer_attribution(self) -> LayerAttribution | None:
+        """The layer conductance shown now (``None`` when ``layers=False``)."""
+        return self._layer_attr
+
+    @property
+    def neuron_ranking(self) -> NeuronRanking | None:
+        """The neurons ranked by conductance for the current target (``None`` without ``neuron_sites``)."""
+        return self._ranking
+
+    @property
+    def targets(self) -> list[tuple[str, int]]:
+        """The target picker's choices: ``(label, id)``."""
+        return list(self._targets)
+
+    # -- changing it --------------------------------------------------------------------------------
+    @traitlets.validate("method")
+    def _valid_method(self, proposal: Any) -> str:
+        return get_method(proposal["value"], "token").name
+
+    @traitlets.validate("level")
+    def _valid_level(self, proposal: Any) -> str:
+        if proposal["value"] not in LEVELS:
+            raise ValueError(f"unknown level {proposal['value']!r}: choose 'word' or 'token'")
+        return str(proposal["value"])
+
+    @traitlets.observe("method", "target", "level")
+    def _on_trait(self, change: Any) -> None:
+        if not hasattr(self, "method_picker") or self._busy or change["old"] == change["new"]:
+            return
+        self._pick(change["name"], change["new"], from_python=True)
+
+    def _pick(self, what: str, value: Any, from_python: bool = False) -> None:
+        """A picker or trait changed: recompute, or put everything back and say why (a Python caller also
+        gets the exception)."""
+        if self._busy:
+            return
+        shown = {"method": self._attr.method, "target": self._attr.target_id, "level": self._level}
+        if value == shown[what]:
+            self._sync_pickers()
+            return
+        self._busy = True
+        try:
+            self.status.value = _status_html("Computing…", busy=True)
+            try:
+                if what == "level":
+                    self._show(level=str(value))
+                elif what == "method":
+                    self._attr = self._tokens(str(value), self._attr.target_id)
+                    self._show()
+                else:
+                    attr = self._tokens(self._attr.method, int(value))
+                    self._compute_target_parts(attr.target_id)
+                    self._attr = attr
+                    self._show(parts=True)
+            except Exception as err:  # what is shown stays consistent with the pickers
+                self._sync_pickers()
+                self._draw_status(error=f"{type(err).__name__}: {err}")
+                if from_python:
+                    raise
+                return
+            self._sync_pickers()
+            self._draw_status()
+        finally:
+            self._busy = False
+
+    def _sync_pickers(self) -> None:
+        """Pickers and traits show what is drawn (called with ``_busy`` set, so nothing recomputes)."""
+        busy, self._busy = self._busy, True
+        try:
+            attr = self._attr
+            if attr.target_id not in [v for _, v in self._targets]:
+                self._targets.append((f"{attr.target!r} (p={attr.prob:.3f})", attr.target_id))
+                self.target_picker.options = list(self._targets)
+            self.method_picker.value = attr.method
+            self.target_picker.value = attr.target_id
+            self.level_picker.value = self._level
+            self.method = attr.method
+            self.target = attr.target_id
+            self.level = self._level
+        finally:
+            self._busy = busy
+
+    def send_top_neurons(self, k: int | None = None) -> AblationPanel:
+        """Send the top ``k`` neurons of the conductance ranking (default: the ``Top k`` box) to an
+        :class:`AblationPanel`: added to the ``panel`` given to the view (its other sliders stay), or else a
+        new panel on this text, shown below the table in place of the previous one. Returns the panel."""
+        if self._ranking is None:
+            raise ValueError(
+                "this view ranks no neurons: create it with neuron_sites=... (e.g. 'layer.5.mlp')"
+            )
+        k = int(self.send_k.value if k is None else k)
+        if not 1 <= k <= len(self._ranking):
+            raise ValueError(f"k must be from 1 to {len(self._ranking)} (the ranked neurons), got {k}")
+        top = self._ranking.top(k)
+        if self._given_panel is not None:
+            self._given_panel.add_neurons(top)
+            return self._given_panel
+        panel = AblationPanel(self._handle, self._text, top, n_neurons=k)
+        self.panel = panel
+        note = ipywidgets.HTML(
+            f"Top {k} neurons for {html.escape(repr(self._attr.target))} by conductance: switch them off and "
+            "watch the prediction (the panel's 'Switch off the top k' compares with as many random neurons)."
+        )
+        self._panel_box.children = (note, panel)
+        return panel
+
+    def _send_clicked(self) -> None:
+        try:
+            self.send_top_neurons()
+        except Exception as err:
+            self._draw_status(error=f"{type(err).__name__}: {err}")
+
+    def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
+        """Write a standalone HTML page of this view as it is now (see :func:`save_html`): the heatmap and
+        the matrix keep their values, tooltips and keyboard reading; the pickers become text."""
+        return save_html(self, path, title=title or f"AttributionView: {self._text}")
+
+    # -- computing ----------------------------------------------------------------------------------
+    def _tokens(self, method: str, target: str | int | None) -> TokenAttribution:
+        name = get_method(method, "token").name
+        kwargs = dict(self._options.get(name, {}))
+        kwargs.setdefault("n_steps", self._n_steps)
+        kwargs.setdefault("baseline", self._baseline)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            attr = attribute_tokens(self._handle, self._text, name, target, **kwargs)
+        self._warnings = [str(w.message) for w in caught]
+        return attr
+
+    def _compute_target_parts(self, target_id: int) -> None:
+        """Layer conductance and the neuron ranking for ``target_id`` (both change with the target only)."""
+        layer = ranking = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if self._want_layers:
+                layer = attribute_layers(
+                    self._handle, self._text, target=target_id, n_steps=self._n_steps, baseline=self._baseline
+                )
+            if self._neuron_sites is not None:
+                ranking = attribute_neurons(
+                    self._handle,
+                    self._text,
+                    self._neuron_sites,
+                    target=target_id,
+                    n_steps=self._n_steps,
+                    baseline=self._baseline,
+                )
+        self._layer_warnings = [f"layer/neuron conductance: {w.message}" for w in caught]
+        self._layer_attr, self._ranking = layer, ranking
+
+    # -- drawing ------------------------------------------------------------------------------------
+    def _show(self, level: str | None = None, parts: bool = False) -> None:
+        level = level or self._level
+        units, scores = _units_scores(self._attr, level)
+        self.heatmap.set_scores(units, scores, label=_label(self._attr))
+        if self.matrix is not None and self._layer_attr is not None:
+            rows, cols, values = _layer_matrix(self._layer_attr, level)
+            with self.matrix.hold_sync():
+                self.matrix.col_title = level
+                self.matrix.set_data(values, rows, cols, label=_layer_label(self._layer_attr))
+        if parts and self.table is not None and self._ranking is not None:
+            self.table.set_ranking(self._ranking, selected=self._ranking.neurons[0])
+            if self._given_panel is None:  # a panel of the old target's neurons would mislead: drop it
+                self.panel = None
+                self._panel_box.children = ()
+        self._level = level
+
+    def _draw_status(self, error: str = "") -> None:
+        self.status.value = _status_html(
+            _status_text(self._attr), warnings=self._warnings + self._layer_warnings, error=error
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _units_scores(attr: TokenAttribution, level: str) -> tuple[list[str], np.ndarray]:
+    return attr.units(level), np.asarray(attr.scores(level), dtype=np.float64)
+
+
+def _label(attr: TokenAttribution) -> str:
+    return f"{attr.method} → {attr.target!r} ({attr.output})"
+
+
+def _layer_label(layer: LayerAttribution) -> str:
+    return f"{layer.method} → {layer.target!r} ({layer.output})"
+
+
+def _layer_matrix(layer: LayerAttribution, level: str) -> tuple[list[str], list[str], np.ndarray]:
+    if level == "word":
+        return list(layer.sites), list(layer.words), layer.word_scores
+    return list(layer.sites), list(layer.tokens), layer.scores
+
+
+def _sites_text(ranking: NeuronRanking) -> str:
+    sites = ranking.meta.get("sites", [])
+    return ", ".join(sites) if sites else ranking.method
+
+
+def _target_options(
+    handle: ModelHandle, text: str, first: TokenAttribution, n_targets: int
+) -> list[tuple[str, int]]:
+    """``(label, id)`` choices: every class of a classifier, or the ``n_targets`` likeliest tokens."""
+    pred = handle.predict(text, top_k=max(1, int(n_targets)))
+    assert not isinstance(pred, list)
+    if handle.kind == "classifier":
+        order = sorted(range(len(pred.ids)), key=lambda i: pred.ids[i])
+    else:
+        order = list(range(len(pred.ids)))
+    out = [(f"{pred.labels[i]!r} (p={float(pred.probs[i]):.3f})", int(pred.ids[i])) for i in order]
+    if first.target_id not in [v for _, v in out]:
+        out.append((f"{first.target!r} (p={first.prob:.3f})", first.target_id))
+    return out
+
+
+def _status_text(attr: TokenAttribution) -> str:
+    """What was explained and, for path methods, the completeness check (plain text, escaped when drawn)."""
+    parts = [f"{attr.method} → {attr.target!r}: p = {attr.prob:.3f}"]
+    if attr.delta is not None and attr.output_difference is not None:
+        total = float(attr.token_scores.sum())
+        rel = abs(attr.delta) / max(abs(attr.output_difference), 1e-12)
+        parts += [
+            f"sum of scores {total:+.4g}",
+            f"F(x) − F(x′) = {attr.output_difference:+.4g}",
+            f"convergence delta {attr.delta:+.3g} ({rel:.1%} of the change)",
+        ]
+    parts.append(f"baseline: {attr.baseline}")
+    return " · ".join(parts)
+
+
+def _status_html(text: str, *, warnings: list[str] | None = None, error: str = "", busy: bool = False) -> str:
+    out = f'<div class="nw-attr-line" data-busy="{str(busy).lower()}">{html.escape(text)}</div>'
+    for w in warnings or []:
+        out += f'<div class="nw-attr-warning" style="color:#b06000">⚠ {html.escape(w)}</div>'
+    if error:
+        out += f'<div class="nw-attr-error" role="alert" style="color:#b3261e">{html.escape(error)}</div>'
+    return out
