@@ -13,7 +13,17 @@ from .core import __all__ as _core_all
 
 __version__ = "0.1.0"
 
-_WIDGETS = {"AblationPanel", "NeuronTable", "ProbeReport", "TokenHeatmap"}
+_WIDGETS = {
+    "AblationPanel",
+    "AttributionView",
+    "InteractionView",
+    "MatrixView",
+    "NeuronExplorer",
+    "NeuronTable",
+    "ProbeReport",
+    "TokenHeatmap",
+    "save_html",
+}
 
 __all__ = [*_core_all, *sorted(_WIDGETS)]
 

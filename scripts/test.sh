@@ -33,7 +33,7 @@ PATH="$(dirname "$(readlink -f "$PY")")" "$PY" -m pip install -q --no-deps --tar
 test -f build/wheel-install/neuronwidgets/static/token_heatmap.js
 step "the notebooks run headless, top to bottom"
 mkdir -p build
-for nb in 00_tour 02_probing 03_ablation; do
+for nb in 00_tour 02_probing 03_ablation 04_causation 05_concepts; do
   "$PY" -m jupyter nbconvert --to notebook --execute "notebooks/$nb.ipynb" \
     --ExecutePreprocessor.timeout=600 --output-dir build --output "$nb.executed.ipynb"
 done
