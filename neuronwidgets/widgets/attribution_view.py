@@ -157,11 +157,11 @@ class AttributionView(ipywidgets.VBox):
         self.target_picker = ipywidgets.Dropdown(
             options=self._targets, value=first.target_id, description="Target"
         )
-        self.level_picker = ipywidgets.ToggleButtons(
-            options=[("words", "word"), ("tokens", "token")],
+        self.level_picker = ipywidgets.Dropdown(
+            options=[("words", "word"), ("subword tokens", "token")],
             value=level,
             description="Show",
-            style={"description_width": "initial"},
+            layout={"width": "220px"},
         )
         self.status = ipywidgets.HTML()
         self.status.add_class("nw-attr-status")
@@ -205,8 +205,10 @@ class AttributionView(ipywidgets.VBox):
                 ipywidgets.HBox([self.send_k, self.send_button]),
                 self._panel_box,
             ]
-        controls = ipywidgets.HBox([self.method_picker, self.target_picker])
-        parts: list[ipywidgets.Widget] = [controls, self.level_picker, self.status, self.heatmap]
+        controls = ipywidgets.HBox(
+            [self.method_picker, self.target_picker, self.level_picker], layout={"flex_flow": "row wrap"}
+        )
+        parts: list[ipywidgets.Widget] = [controls, self.status, self.heatmap]
         if self.matrix is not None:
             parts += [
                 ipywidgets.HTML("<b>Layers</b>: conductance of each layer at each position"),

@@ -102,11 +102,11 @@ class InteractionView(ipywidgets.VBox):
         self.target_picker = ipywidgets.Dropdown(
             options=self._targets, value=self._result.target_id, description="Target"
         )
-        self.level_picker = ipywidgets.ToggleButtons(
-            options=[("words", "word"), ("tokens", "token")],
+        self.level_picker = ipywidgets.Dropdown(
+            options=[("words", "word"), ("subword tokens", "token")],
             value=level,
             description="Units",
-            style={"description_width": "initial"},
+            layout={"width": "220px"},
         )
         self.status = ipywidgets.HTML()
         self.status.add_class("nw-interaction-status")
@@ -121,8 +121,10 @@ class InteractionView(ipywidgets.VBox):
         self.heatmap = TokenHeatmap.from_scores(units, values, label, marked=marks)
         super().__init__(
             [
-                ipywidgets.HBox([self.method_picker, self.target_picker]),
-                self.level_picker,
+                ipywidgets.HBox(
+                    [self.method_picker, self.target_picker, self.level_picker],
+                    layout={"flex_flow": "row wrap"},
+                ),
                 self.status,
                 ipywidgets.HBox(
                     [

@@ -164,10 +164,10 @@ def test_attribution_view_shows_pythons_numbers_for_every_choice(rendered: Rende
     assert rendered.py("view.method") == "saliency"
 
     # subword tokens: heatmap and matrix switch together
-    view.locator(".widget-toggle-buttons button", has_text="tokens").click()
+    view.locator(".widget-dropdown select").nth(2).select_option(label="subword tokens")
     rendered.assert_tokens("saliency", target, "token")
     rendered.assert_layers(target, "token")
-    view.locator(".widget-toggle-buttons button", has_text="words").click()
+    view.locator(".widget-dropdown select").nth(2).select_option(label="words")
     rendered.assert_tokens("saliency", target, "word")
 
     # the other class as the target: tokens and layers recomputed for it
