@@ -157,6 +157,8 @@ def test_attribution_view_shows_pythons_numbers_for_every_choice(rendered: Rende
     rendered.assert_layers(target, "word")
     status = view.locator(".nw-attr-status").inner_text()
     assert "convergence delta" in status and "p = " in status
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    view.screenshot(path=str(SHOTS / "attribution_view_ig.png"))
 
     # another method, chosen in the page
     view.locator(".widget-dropdown select").first.select_option(label="Saliency")
