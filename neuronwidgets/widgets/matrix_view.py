@@ -183,7 +183,8 @@ def _check_matrix(matrix: Any, row_labels: Sequence[str], col_labels: Sequence[s
             f"matrix has shape {arr.shape} but there are {len(row_labels)} row labels and "
             f"{len(col_labels)} column labels: give one label per row and per column"
         )
-    out = arr.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf: refused just below
+        out = arr.astype(np.float32)
     bad = np.argwhere(~np.isfinite(out))
     if len(bad):
         raise ValueError(f"matrix has a NaN or infinite (or beyond float32) value at {tuple(bad[0])}")

@@ -67,6 +67,7 @@ def test_choosing_a_pair_anywhere_selects_it_everywhere(view: InteractionView) -
         view.pair = [0, 99]
 
 
+@pytest.mark.filterwarnings("ignore:convergence delta")  # 16 steps: fast, not converged
 def test_method_and_level_pickers_recompute(sentiment) -> None:
     view = InteractionView(
         sentiment, TEXT, "archipelago", method_options={"integrated-hessians": {"n_steps": 16}}
