@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -478,6 +478,44 @@ def open_notebook(
     raise NotebookError(
         f"{name} did not open with an idle kernel within {timeout:.0f} s (last state {state}):\n{server.log_tail(25)}"
     )
+
+
+@contextlib.contextmanager
+def setup_checks(tab: Tab, label: str) -> Iterator[None]:
+    """A failed setup step (an assertion, a notebook error) becomes a ``NotebookError`` that carries a
+    screenshot of the page and its console errors; other exceptions pass unchanged, after the screenshot."""
+    try:
+        yield
+    except BaseException as err:
+        report = tab.failure_report(f"{label}-setup")
+        if isinstance(err, (AssertionError, NotebookError)):
+            raise NotebookError(f"{err}\n{report}") from None
+        raise
+
+
+@contextlib.contextmanager
+def running_notebook(
+    server: LabServer,
+    browser: Any,
+    name: str,
+    cells: Iterable[str],
+    *,
+    viewport: tuple[int, int] = (1400, 1000),
+    scale: float = 1.0,
+) -> Iterator[tuple[Tab, OpenNotebook]]:
+    """Write ``cells`` as notebook ``name``, open it in a new tab, run every cell, and yield the tab and
+    the open notebook; afterwards shut its kernel down and close the tab. Wrap the test's own setup waits
+    in :func:`setup_checks` so a failure there reports what the page showed."""
+    write_notebook(server.root, name, cells)
+    tab = Tab.open(browser, viewport=viewport, scale=scale)
+    try:
+        with setup_checks(tab, name):
+            nb = open_notebook(server, tab.page, name)
+            nb.run_all()
+        yield tab, nb
+    finally:
+        server.shutdown_sessions(name)
+        tab.close()
 
 
 def poll(

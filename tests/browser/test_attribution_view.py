@@ -21,7 +21,14 @@ from typing import Any
 
 import pytest
 
-from .harness import LabServer, NotebookError, OpenNotebook, Tab, open_notebook, poll, write_notebook
+from .harness import (
+    LabServer,
+    OpenNotebook,
+    Tab,
+    poll,
+    running_notebook,
+    setup_checks,
+)
 
 NOTEBOOK = "attribution_view.ipynb"
 TEXT = "The movie was not bad at all, surprisingly funny."
@@ -126,26 +133,13 @@ class Rendered:
 def rendered(lab_server: LabServer, browser: Any) -> Iterator[Rendered]:
     sentiment_available()
     build = textwrap.dedent(BUILD_CELL).format(text=TEXT, pair_text=PAIR_TEXT)
-    write_notebook(lab_server.root, NOTEBOOK, [build, "view", "iview"])
-    tab = Tab.open(browser, viewport=(1400, 2400))  # tall: element screenshots show whole views
-    try:
-        nb = open_notebook(lab_server, tab.page, NOTEBOOK)
-        nb.run_all()
-        nb.wait_for(f"{VIEW} .nw-heatmap span.nw-token")
-        nb.wait_for(f"{IVIEW} .nw-matrix td.nw-cell")
-        r = Rendered(tab, nb)
-    except BaseException as err:
-        report = tab.failure_report("attribution_view-setup")
-        lab_server.shutdown_sessions(NOTEBOOK)
-        tab.close()
-        if isinstance(err, (AssertionError, NotebookError)):
-            raise NotebookError(f"{err}\n{report}") from None
-        raise
-    try:
-        yield r
-    finally:
-        lab_server.shutdown_sessions(NOTEBOOK)
-        tab.close()
+    cells = [build, "view", "iview"]
+    tall = (1400, 2400)  # element screenshots show whole views
+    with running_notebook(lab_server, browser, NOTEBOOK, cells, viewport=tall) as (tab, nb):
+        with setup_checks(tab, "attribution_view"):
+            nb.wait_for(f"{VIEW} .nw-heatmap span.nw-token")
+            nb.wait_for(f"{IVIEW} .nw-matrix td.nw-cell")
+        yield Rendered(tab, nb)
 
 
 @pytest.mark.browser

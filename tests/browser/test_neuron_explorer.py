@@ -22,7 +22,14 @@ from typing import Any
 
 import pytest
 
-from .harness import LabServer, NotebookError, OpenNotebook, Tab, open_notebook, poll, write_notebook
+from .harness import (
+    LabServer,
+    OpenNotebook,
+    Tab,
+    poll,
+    running_notebook,
+    setup_checks,
+)
 
 NOTEBOOK = "neuron_explorer.ipynb"
 EXPECTED_JSON = "neuron_explorer_expected.json"
@@ -167,30 +174,17 @@ class Rendered:
 def rendered(lab_server: LabServer, browser: Any) -> Iterator[Rendered]:
     models_available()
     build = textwrap.dedent(BUILD_CELL).format(k=K, json_name=EXPECTED_JSON)
-    write_notebook(lab_server.root, NOTEBOOK, [build, SHOW_CELL])
     (lab_server.root / EXPECTED_JSON).unlink(missing_ok=True)
-    tab = Tab.open(browser, viewport=(1400, 1600))
-    try:
-        nb = open_notebook(lab_server, tab.page, NOTEBOOK)
-        nb.run_all()
-        expected = json.loads((lab_server.root / EXPECTED_JSON).read_text())
-        nb.wait_for(TABLE)
-        nb.wait_for(HEATMAPS)
-        r = Rendered(tab, nb, expected)
-        poll(lambda: r.page.locator(HEATMAPS).count(), lambda n: n == 2, 60, what="two heatmaps")
-        poll(lambda: r.table.locator("tr.nw-row").count(), lambda n: n > 3, 60, what="table rows")
-    except BaseException as err:
-        report = tab.failure_report("neuron_explorer-setup")
-        lab_server.shutdown_sessions(NOTEBOOK)
-        tab.close()
-        if isinstance(err, (AssertionError, NotebookError)):
-            raise NotebookError(f"{err}\n{report}") from None
-        raise
-    try:
+    cells = [build, SHOW_CELL]
+    with running_notebook(lab_server, browser, NOTEBOOK, cells, viewport=(1400, 1600)) as (tab, nb):
+        with setup_checks(tab, "neuron_explorer"):
+            expected = json.loads((lab_server.root / EXPECTED_JSON).read_text())
+            nb.wait_for(TABLE)
+            nb.wait_for(HEATMAPS)
+            r = Rendered(tab, nb, expected)
+            poll(lambda: r.page.locator(HEATMAPS).count(), lambda n: n == 2, 60, what="two heatmaps")
+            poll(lambda: r.table.locator("tr.nw-row").count(), lambda n: n > 3, 60, what="table rows")
         yield r
-    finally:
-        lab_server.shutdown_sessions(NOTEBOOK)
-        tab.close()
 
 
 @pytest.mark.browser

@@ -20,7 +20,14 @@ from typing import Any
 
 import pytest
 
-from .harness import LabServer, NotebookError, OpenNotebook, Tab, open_notebook, poll, write_notebook
+from .harness import (
+    LabServer,
+    OpenNotebook,
+    Tab,
+    poll,
+    running_notebook,
+    setup_checks,
+)
 
 SENTENCES: list[list[str]] = [
     ["The", "film", "was", "surprisingly", "good", "."],
@@ -117,29 +124,15 @@ class Rendered:
 def rendered(lab_server: LabServer, browser: Any) -> Iterator[Rendered]:
     minilm_available()
     build = textwrap.dedent(BUILD_CELL).format(sentences=SENTENCES, json_name=EXPECTED_JSON)
-    write_notebook(lab_server.root, NOTEBOOK, [build, SHOW_CELL])
     (lab_server.root / EXPECTED_JSON).unlink(missing_ok=True)
-    tab = Tab.open(browser)
-    try:
-        nb = open_notebook(lab_server, tab.page, NOTEBOOK)
-        nb.run_all()
-        expected = json.loads((lab_server.root / EXPECTED_JSON).read_text())
-        nb.wait_for(TABLE)
-        nb.wait_for(HEATMAP)
-        r = Rendered(tab, nb, expected)
-        poll(r.rows, lambda rows: len(rows) > 0, 60, what="table rows")
-    except BaseException as err:
-        report = tab.failure_report("neuron_table-setup")
-        lab_server.shutdown_sessions(NOTEBOOK)
-        tab.close()
-        if isinstance(err, (AssertionError, NotebookError)):
-            raise NotebookError(f"{err}\n{report}") from None
-        raise
-    try:
+    with running_notebook(lab_server, browser, NOTEBOOK, [build, SHOW_CELL]) as (tab, nb):
+        with setup_checks(tab, "neuron_table"):
+            expected = json.loads((lab_server.root / EXPECTED_JSON).read_text())
+            nb.wait_for(TABLE)
+            nb.wait_for(HEATMAP)
+            r = Rendered(tab, nb, expected)
+            poll(r.rows, lambda rows: len(rows) > 0, 60, what="table rows")
         yield r
-    finally:
-        lab_server.shutdown_sessions(NOTEBOOK)
-        tab.close()
 
 
 @pytest.mark.browser

@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .harness import LabServer, NotebookError, OpenNotebook, Tab, open_notebook, poll, write_notebook
+from .harness import (
+    LabServer,
+    OpenNotebook,
+    Tab,
+    poll,
+    running_notebook,
+    setup_checks,
+)
 
 XSS = "<img src=x onerror=alert(1)>"
 SENTENCES: list[list[str]] = [
@@ -154,36 +161,23 @@ def heatmap(lab_server: LabServer, browser: Any) -> Iterator[Rendered]:
     minilm_folder()  # skip early, before starting a kernel, if the model package is missing
     neurons = [FIRST, f"{SECOND[0]}:{SECOND[1]}"]
     build = textwrap.dedent(BUILD_CELL).format(sentences=SENTENCES, neurons=neurons, json_name=EXPECTED_JSON)
-    write_notebook(lab_server.root, NOTEBOOK, [build, SHOW_CELL])
     (lab_server.root / EXPECTED_JSON).unlink(missing_ok=True)
-    tab = Tab.open(browser, scale=2)  # sharp theme screenshots
-    try:
-        nb = open_notebook(lab_server, tab.page, NOTEBOOK)
-        nb.run_all()
-        expected = json.loads((lab_server.root / EXPECTED_JSON).read_text())
-        rendered = Rendered(tab, nb, expected)
-        nb.wait_for(ROOT)
-        n_words = len(rendered.words())
-        _, error = poll(
-            lambda: (rendered.tokens(), rendered.error()),
-            lambda te: bool(te[1]) or (len(te[0]) == n_words and all(t["value"] for t in te[0])),
-            60,
-            what=f"{n_words} tokens with values in the widget",
-        )
-        assert not error, f"the widget shows an error: {error!r}"
-        poll(rendered.status, shows_address(FIRST), 30, what=f"the status to show {FIRST}")
-    except BaseException as err:
-        report = tab.failure_report("token_heatmap-setup")
-        lab_server.shutdown_sessions(NOTEBOOK)
-        tab.close()
-        if isinstance(err, (AssertionError, NotebookError)):
-            raise NotebookError(f"{err}\n{report}") from None
-        raise
-    try:
+    # scale 2: sharp theme screenshots
+    with running_notebook(lab_server, browser, NOTEBOOK, [build, SHOW_CELL], scale=2) as (tab, nb):
+        with setup_checks(tab, "token_heatmap"):
+            expected = json.loads((lab_server.root / EXPECTED_JSON).read_text())
+            rendered = Rendered(tab, nb, expected)
+            nb.wait_for(ROOT)
+            n_words = len(rendered.words())
+            _, error = poll(
+                lambda: (rendered.tokens(), rendered.error()),
+                lambda te: bool(te[1]) or (len(te[0]) == n_words and all(t["value"] for t in te[0])),
+                60,
+                what=f"{n_words} tokens with values in the widget",
+            )
+            assert not error, f"the widget shows an error: {error!r}"
+            poll(rendered.status, shows_address(FIRST), 30, what=f"the status to show {FIRST}")
         yield rendered
-    finally:
-        lab_server.shutdown_sessions(NOTEBOOK)
-        tab.close()
 
 
 def assert_values(
