@@ -22,9 +22,11 @@ import type { AnyModel } from "@anywidget/types";
 import { formatFloat32, formatShort, liveRegion } from "../shared/a11y";
 import { type EncodedArray, decodeArray } from "../shared/codecs";
 import { type Palette, symmetricScale, textColour, toCss, valueColour } from "../shared/colour";
+import { bindBatched } from "../shared/batch";
 import { h } from "../shared/dom";
+import { createLegend } from "../shared/legend";
 import { type ExportedState, StaticModel, restoreBuffers } from "../shared/static_model";
-import { hostIsDark, resolvePalette, watchTheme } from "../shared/theme";
+import { followTheme, hostIsDark, resolvePalette } from "../shared/theme";
 
 /** The model of a static HTML export: all data is in the page, so reading and selecting cells work. */
 export function createOfflineModel(exported: ExportedState): StaticModel {
@@ -60,18 +62,10 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   const header = h("div", "nw-header");
   const status = h("span", "nw-status", { "aria-live": "polite", "aria-atomic": "true" });
   const caption = h("span", "nw-caption");
-  const legend = h("div", "nw-legend", { role: "img" });
-  const bar = h("div", "nw-legend-bar");
-  const ticks = h("div", "nw-legend-ticks");
-  const [minText, zeroText, maxText] = ["nw-legend-min", "nw-legend-zero", "nw-legend-max"].map((c) =>
-    h("span", c),
-  );
-  zeroText.textContent = "0";
-  ticks.append(minText, zeroText, maxText);
-  legend.append(bar, ticks);
+  const legend = createLegend();
   const titles = h("div", "nw-titles");
   titles.append(status, caption);
-  header.append(titles, legend);
+  header.append(titles, legend.el);
   const errorBox = h("div", "nw-error", { role: "alert" });
   errorBox.hidden = true;
   const scroll = h("div", "nw-scroll", {
@@ -184,13 +178,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
         td.style.color = toCss(textColour(tile, palette));
       }),
     );
-    bar.style.background = `linear-gradient(to right, ${toCss(palette.neg)}, ${toCss(palette.bg)}, ${toCss(palette.pos)})`;
-    minText.textContent = formatShort(-scale);
-    maxText.textContent = formatShort(scale);
-    legend.setAttribute(
-      "aria-label",
-      `Colour scale: ${formatShort(-scale)} purple, 0 background colour, ${formatShort(scale)} orange`,
-    );
+    legend.update(scale, palette);
   };
 
   const markSelected = () => {
@@ -299,19 +287,10 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     }
   });
 
-  const refreshTheme = () => {
-    root.classList.toggle("nw-dark", hostIsDark(el.ownerDocument));
-    const next = resolvePalette(root);
-    if (JSON.stringify(next) !== JSON.stringify(palette)) {
-      palette = next;
-      paint();
-    }
-  };
-  const timers: ReturnType<typeof setTimeout>[] = [setTimeout(refreshTheme, 0), setTimeout(refreshTheme, 300)];
-  const stopWatching = watchTheme(() => {
-    refreshTheme();
-    timers.push(setTimeout(refreshTheme, 300));
-  }, el.ownerDocument);
+  const stopTheme = followTheme(root, el.ownerDocument, palette, (next) => {
+    palette = next;
+    paint();
+  });
 
   const handlers: [string, () => void][] = [
     ["change:row_labels", rebuild],
@@ -325,34 +304,14 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     ["change:error", showError],
   ];
   // Several keys change in one update (labels + values): draw once per batch.
-  let scheduled: Set<() => void> | null = null;
-  const batched = (fn: () => void) => () => {
-    if (scheduled) {
-      scheduled.add(fn);
-      return;
-    }
-    scheduled = new Set([fn]);
-    queueMicrotask(() => {
-      const todo = scheduled!;
-      scheduled = null;
-      if (signal.aborted) return;
-      if (todo.has(rebuild)) {
-        todo.delete(restyle);
-        todo.delete(markSelected);
-      }
-      for (const f of todo) f();
-    });
-  };
-  const bound = handlers.map(([event, fn]) => [event, batched(fn)] as const);
-  for (const [event, fn] of bound) model.on(event, fn);
+  const unbind = bindBatched(model, handlers, signal, rebuild, [restyle, markSelected]);
 
   rebuild();
 
   return () => {
     abort.abort();
-    for (const [event, fn] of bound) model.off(event, fn);
-    stopWatching();
-    timers.forEach(clearTimeout);
+    unbind();
+    stopTheme();
     root.remove();
   };
 }

@@ -73,3 +73,36 @@ export function watchTheme(onChange: () => void, doc: Document = document): () =
     media?.removeEventListener?.("change", onChange);
   };
 }
+
+/**
+ * Keep a widget's `root` in step with the host theme: its `.nw-dark` class and its palette, re-resolved
+ * right after render (the element may still be detached then), 300 ms later, and on every host theme
+ * switch (again 300 ms after it: a new theme's stylesheets may load a moment later). `onPalette` gets each
+ * palette that differs from the last one. Returns a function that stops following.
+ */
+export function followTheme(
+  root: HTMLElement,
+  doc: Document,
+  initial: Palette,
+  onPalette: (palette: Palette) => void,
+): () => void {
+  let last = JSON.stringify(initial);
+  const refresh = () => {
+    root.classList.toggle("nw-dark", hostIsDark(doc));
+    const next = resolvePalette(root);
+    const key = JSON.stringify(next);
+    if (key !== last) {
+      last = key;
+      onPalette(next);
+    }
+  };
+  const timers: ReturnType<typeof setTimeout>[] = [setTimeout(refresh, 0), setTimeout(refresh, 300)];
+  const stop = watchTheme(() => {
+    refresh();
+    timers.push(setTimeout(refresh, 300));
+  }, doc);
+  return () => {
+    stop();
+    timers.forEach(clearTimeout);
+  };
+}

@@ -25,11 +25,13 @@
  */
 import "./styles.css";
 import type { AnyModel } from "@anywidget/types";
-import { formatFloat32, formatShort, liveRegion } from "../shared/a11y";
+import { formatFloat32, liveRegion } from "../shared/a11y";
 import { type EncodedArray, decodeArray } from "../shared/codecs";
 import { type Palette, symmetricScale, textColour, toCss, valueColour } from "../shared/colour";
+import { bindBatched } from "../shared/batch";
 import { h, uid } from "../shared/dom";
-import { hostIsDark, resolvePalette, watchTheme } from "../shared/theme";
+import { createLegend } from "../shared/legend";
+import { followTheme, hostIsDark, resolvePalette } from "../shared/theme";
 
 export { createOfflineModel } from "./offline";
 
@@ -97,16 +99,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   // -- header: status and legend ------------------------------------------------------------------
   const header = h("div", "nw-header");
   const status = h("span", "nw-status", { "aria-live": "polite", "aria-atomic": "true" });
-  const legend = h("div", "nw-legend", { role: "img" });
-  const bar = h("div", "nw-legend-bar");
-  const ticks = h("div", "nw-legend-ticks");
-  const [minText, zeroText, maxText] = ["nw-legend-min", "nw-legend-zero", "nw-legend-max"].map((c) =>
-    h("span", c),
-  );
-  zeroText.textContent = "0";
-  ticks.append(minText, zeroText, maxText);
-  legend.append(bar, ticks);
-  header.append(status, legend);
+  const legend = createLegend();
+  header.append(status, legend.el);
 
   const errorBox = h("div", "nw-error", { role: "alert" });
   errorBox.hidden = true;
@@ -227,13 +221,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
       style.backgroundColor = toCss(tile);
       style.color = toCss(textColour(tile, palette));
     }
-    bar.style.background = `linear-gradient(to right, ${toCss(palette.neg)}, ${toCss(palette.bg)}, ${toCss(palette.pos)})`;
-    minText.textContent = formatShort(-scale);
-    maxText.textContent = formatShort(scale);
-    legend.setAttribute(
-      "aria-label",
-      `Colour scale: ${formatShort(-scale)} purple, 0 background colour, ${formatShort(scale)} orange`,
-    );
+    legend.update(scale, palette);
   };
 
   const syncControls = () => {
@@ -385,20 +373,11 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     }
   });
 
-  // -- theme: follow host theme switches; re-resolve once attached (el may be detached at render) ----
-  const refreshTheme = () => {
-    root.classList.toggle("nw-dark", hostIsDark(el.ownerDocument));
-    const next = resolvePalette(root);
-    if (JSON.stringify(next) !== JSON.stringify(palette)) {
-      palette = next;
-      paint();
-    }
-  };
-  const timers: ReturnType<typeof setTimeout>[] = [setTimeout(refreshTheme, 0), setTimeout(refreshTheme, 300)];
-  const stopWatching = watchTheme(() => {
-    refreshTheme();
-    timers.push(setTimeout(refreshTheme, 300)); // stylesheets of a new theme may load a moment later
-  }, el.ownerDocument);
+  // -- theme: follow host theme switches --------------------------------------------------------------
+  const stopTheme = followTheme(root, el.ownerDocument, palette, (next) => {
+    palette = next;
+    paint();
+  });
 
   // -- model events ------------------------------------------------------------------------------------
   const handlers: [string, () => void][] = [
@@ -415,36 +394,16 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     ["change:granularity", syncControls],
     ["change:granularities", syncControls],
   ];
-  // Several keys can change in one update (tokens + values); draw once per batch.
-  let scheduled: Set<() => void> | null = null;
-  const batched = (fn: () => void) => () => {
-    if (scheduled) {
-      scheduled.add(fn);
-      return;
-    }
-    scheduled = new Set([fn]);
-    queueMicrotask(() => {
-      const todo = scheduled!;
-      scheduled = null;
-      if (signal.aborted) return;
-      if (todo.has(rebuild)) {
-        todo.delete(restyle);
-        todo.delete(mark);
-      }
-      for (const f of todo) f();
-    });
-  };
-  const bound = handlers.map(([event, fn]) => [event, batched(fn)] as const);
-  for (const [event, fn] of bound) model.on(event, fn);
+  // Several keys can change in one update (tokens + values): draw once per batch.
+  const unbind = bindBatched(model, handlers, signal, rebuild, [restyle, mark]);
 
   syncControls();
   rebuild();
 
   return () => {
     abort.abort();
-    for (const [event, fn] of bound) model.off(event, fn);
-    stopWatching();
-    timers.forEach(clearTimeout);
+    unbind();
+    stopTheme();
     root.remove();
   };
 }
