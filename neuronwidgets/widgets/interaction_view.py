@@ -10,7 +10,6 @@ list selects the same pair everywhere. Numbers come from
 
 from __future__ import annotations
 
-import html
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import traitlets
 
 from ..core import METHODS, ModelHandle, TokenInteractions, attribute_interactions, get_method, load_model
 from ._export import save_html
-from .attribution_view import _target_options
+from ._views import status_html, target_options
 from .matrix_view import MatrixView
 from .token_heatmap import TokenHeatmap
 
@@ -90,10 +89,7 @@ class InteractionView(ipywidgets.VBox):
         self._warnings: list[str] = []
         self._selection: list[int] | tuple[Any, ...] | None = None
         self._result = self._compute(method, target, level)
-        from ..core import attribute_tokens  # the target list needs one cheap prediction
-
-        first_pred = attribute_tokens(handle, text, "saliency", self._result.target_id, baseline=baseline)
-        self._targets = _target_options(handle, text, first_pred, n_targets)
+        self._targets = target_options(handle, text, self._result, n_targets)
 
         self.method_picker = ipywidgets.Dropdown(
             options=[(_NAMES.get(m, m), m) for m in INTERACTION_METHODS], value=self._result.method,
@@ -187,12 +183,12 @@ class InteractionView(ipywidgets.VBox):
         args = {**shown, what: value}
         self._busy = True
         try:
-            self.status.value = _status_html("Computing…", busy=True)
+            self.status.value = status_html("Computing…", busy=True)
             try:
                 new = self._compute(args["method"], args["target"], args["level"])
             except Exception as err:
                 self._sync(self._selection)
-                self.status.value = _status_html(
+                self.status.value = status_html(
                     _status_text(self._result), warnings=self._warnings, error=f"{type(err).__name__}: {err}"
                 )
                 if from_python:
@@ -307,7 +303,7 @@ class InteractionView(ipywidgets.VBox):
             is_pair = pair is not None and pair[0] != PHRASE
             self.matrix.selected = list(pair) if is_pair and pair else []
             self.pair = list(pair) if is_pair and pair else []
-            self.status.value = _status_html(_status_text(res), warnings=self._warnings)
+            self.status.value = status_html(_status_text(res), warnings=self._warnings)
             self._selection = pair
         finally:
             self._busy = busy
@@ -340,14 +336,3 @@ def _status_text(res: TokenInteractions) -> str:
             if phrases:
                 parts.append(f"phrases: {phrases}")
     return " · ".join(parts)
-
-
-def _status_html(text: str, *, warnings: list[str] | None = None, error: str = "", busy: bool = False) -> str:
-    out = f'<div class="nw-interaction-line" data-busy="{str(busy).lower()}">{html.escape(text)}</div>'
-    for w in warnings or []:
-        out += f'<div class="nw-interaction-warning" style="color:#b06000">⚠ {html.escape(w)}</div>'
-    if error:
-        out += (
-            f'<div class="nw-interaction-error" role="alert" style="color:#b3261e">{html.escape(error)}</div>'
-        )
-    return out

@@ -184,3 +184,37 @@ def test_a_given_panel_collects_the_neurons_sent(sentiment) -> None:
     assert panel.neurons[4:] == [n for n in view.neuron_ranking.neurons[:2] if n not in panel.neurons[:4]]
     with pytest.raises(TypeError, match="AblationPanel"):
         AttributionView(sentiment, TEXT, panel="panel")  # type: ignore[arg-type]
+
+
+def test_faithfulness_line_equals_the_core_at_the_shown_level(view: AttributionView, sentiment) -> None:
+    from neuronwidgets.core import faithfulness_curves
+
+    assert view.faithfulness is not None and view.faithfulness.level == view.level
+    expected = faithfulness_curves(sentiment, view.attribution, level=view.level, n_random=10).summary()
+    got = view.faithfulness.summary()
+    for key in ("deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-9), key
+    status = html.unescape(view.status.value)
+    assert f"deletion AUC {expected['deletion_auc']:.3f} vs {expected['random_deletion_auc']:.3f}" in status
+    view.level = "token"  # curves over tokens now, same attribution (not recomputed)
+    attr = view.attribution
+    assert view.faithfulness.level == "token" and view.attribution is attr
+    view.level = "word"
+
+
+def test_a_failure_late_in_a_recomputation_changes_nothing(sentiment, monkeypatch) -> None:
+    from neuronwidgets.widgets import attribution_view as module
+
+    view = AttributionView(sentiment, TEXT, n_steps=8, layers=True, neuron_sites=None)
+    before = (view.attribution, view.layer_attribution, view.heatmap.shown_values.copy(), view.faithfulness)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("curves failed")
+
+    monkeypatch.setattr(module, "faithfulness_curves", broken)
+    view.target_picker.value = 1 - view.target  # tokens and layers computed, then the curves fail
+    assert view.target_picker.value == before[0].target_id and view.target == before[0].target_id
+    assert (view.attribution, view.layer_attribution) == before[:2]
+    np.testing.assert_array_equal(view.heatmap.shown_values, before[2])
+    assert view.faithfulness is before[3]
+    assert "curves failed" in html.unescape(view.status.value)
