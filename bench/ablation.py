@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from _common import log
 
 from neuronwidgets.core import Intervention, ModelHandle, load_model, predict
 
@@ -45,10 +45,6 @@ NEURONS_PER_STATE = 20
 PATHS = ("core.predict", "widget")
 
 State = dict[str, float]
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def random_states(handle: ModelHandle, n: int, seed: int) -> list[State]:

@@ -36,12 +36,12 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 import warnings
 
 import numpy as np
 import torch
+from _common import log
 
 from neuronwidgets.core import Corpus, attribute_neurons, attribute_tokens, load_model
 
@@ -51,10 +51,6 @@ TEXT = (
 )
 N_STEPS = 50
 LAYER = 3
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def main() -> None:

@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -38,16 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import load_now, log, machine, peak_rss_mb
 
 STORE_BYTES_PER_VALUE = 2  # float16
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def review_labels(scores: list[float]) -> list[str]:
@@ -190,26 +180,6 @@ def analyse(work: Path, args: argparse.Namespace) -> dict:
     }
 
 
-def machine() -> dict:
-    model = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    import torch
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sentences", type=int, default=10_000)
@@ -244,6 +214,7 @@ def main() -> None:
     else:
         work = args.workdir
         work.mkdir(parents=True, exist_ok=True)
+    load_start = load_now()
     try:
         ann: dict = {}
         ext: dict = {}
@@ -273,7 +244,7 @@ def main() -> None:
             **analysis,
             "k": args.k,
             "quantile": args.quantile,
-            "machine": machine(),
+            "machine": machine(load_start),
         }
         print(json.dumps(result))
     finally:

@@ -25,38 +25,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _common import DEV, NEUROX_PYTHON, TEST, UD, load_now, log, machine, peak_rss_mb, run_json, run_neurox
 
 from neuronwidgets.core import Corpus, extract_activations, load_conllu, load_model
-from neuronwidgets.core.offline import minilm_path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-DEV, TEST = "en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"
 BATCH_SIZE, MAX_BATCH_TOKENS = 32, 4096  # extract_activations' defaults, used by the baseline too
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM, not ru_maxrss: a child started by subprocess
-    inherits its parent's ru_maxrss (vfork + exec on Linux), so it could not show a smaller peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def load_corpus(data: Path, sentences: int, max_words: int) -> Corpus:
@@ -126,77 +106,28 @@ def stream_child(args: argparse.Namespace) -> None:
     print(json.dumps({**out, "peak_rss_mb": peak_rss_mb()}))
 
 
-def run_json(cmd: list[str]) -> dict | None:
-    """Run a command and parse the JSON on its last stdout line (None, with a log line, if it fails)."""
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        log(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-        return None
-    return json.loads(lines[-1])
-
-
 def run_stream(args: argparse.Namespace, sentences: int) -> dict | None:
     log(f"streaming extraction of {sentences} sentences in a subprocess")
     cmd = [sys.executable, __file__, "--data", str(args.data), "--max-words", str(args.max_words)]
     return run_json([*cmd, "--stream-child", str(sentences)])
 
 
-def run_neurox(args: argparse.Namespace) -> dict | None:
-    python = Path(args.neurox_python)
-    if not python.exists():
-        log(f"NeuroX interpreter {python} not found: neurox_* fields are null")
-        return None
-    log("NeuroX baseline in its own venv")
-    with tempfile.TemporaryDirectory(prefix="nw-neurox-") as tmp:
-        cmd = [
-            str(python),
-            str(SHARED / "anchors" / "neurox_baseline.py"),
-            str(minilm_path()),
-            str(args.data / DEV),
-        ]
-        return run_json([*cmd, tmp, "--max-sents", str(args.sentences)])
-
-
-def machine(load_start: float) -> dict:
-    model = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "loadavg_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],  # at start and end
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--data", type=Path, default=SHARED / "data" / "ud_english_ewt", help="UD English-EWT folder"
-    )
+    ap.add_argument("--data", type=Path, default=UD, help="UD English-EWT folder")
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument(
         "--max-words", type=int, default=60, help="skip longer sentences (as the NeuroX anchor does)"
     )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--piece", type=int, default=200, help="sentences per timed piece")
-    ap.add_argument("--neurox-python", default=os.environ.get("NEUROX_PYTHON", "/tmp/neurox-env/bin/python"))
+    ap.add_argument("--neurox-python", default=NEUROX_PYTHON)
     ap.add_argument("--stream-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.stream_child:
         return stream_child(args)
 
-    load_start = os.getloadavg()[0]
-    if load_start > (os.cpu_count() or 1):
-        log(f"load average {load_start:.1f} exceeds the {os.cpu_count()} CPUs: timings will be noisy")
+    load_start = load_now()
     # Subprocesses first, while this process is small: NeuroX's script reads ru_maxrss, which a child
     # inherits from its parent.
     side: dict = {}
@@ -205,7 +136,7 @@ def main() -> None:
         side[f"stream_sentences_{label}"] = stream.get("sentences")
         side[f"stream_words_per_s_{label}"] = stream.get("words_per_s")
         side[f"stream_peak_rss_mb_{label}"] = stream.get("peak_rss_mb")
-    neurox = run_neurox(args) or {}
+    neurox = run_neurox(args.neurox_python, args.data / DEV, args.sentences) or {}
     side["neurox_words_per_s"] = neurox.get("tokens_per_s")
     side["neurox_words"] = neurox.get("tokens")
     side["neurox_peak_rss_mb"] = neurox.get("peak_rss_mb")

@@ -23,16 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-import torch
+from _common import DEV, NEUROX_PYTHON, UD, load_now, log, machine, run_neurox
 
 from neuronwidgets.core import (
     extract_activations,
@@ -42,61 +37,21 @@ from neuronwidgets.core import (
     split_sentences,
     train_probe,
 )
-from neuronwidgets.core.offline import minilm_path
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-DEV = "en_ewt-ud-dev.conllu"
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def run_neurox(python: Path, data: Path, sentences: int) -> dict | None:
-    if not python.exists():
-        log(f"NeuroX interpreter {python} not found: neurox_* fields are null")
-        return None
-    log("NeuroX baseline in its own venv (extraction, probe, ordering)")
-    with tempfile.TemporaryDirectory(prefix="nw-neurox-") as tmp:
-        cmd = [
-            str(python),
-            str(SHARED / "anchors" / "neurox_baseline.py"),
-            str(minilm_path()),
-            str(data / DEV),
-            tmp,
-            "--max-sents",
-            str(sentences),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        log(f"NeuroX failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-        return None
-    try:
-        return json.loads(lines[-1])
-    except json.JSONDecodeError:
-        log(f"NeuroX printed no JSON line: {lines[-1][:200]}")
-        return None
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--data", type=Path, default=SHARED / "data" / "ud_english_ewt", help="UD English-EWT folder"
-    )
+    ap.add_argument("--data", type=Path, default=UD, help="UD English-EWT folder")
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument(
         "--max-words", type=int, default=60, help="skip longer sentences (as the NeuroX anchor does)"
     )
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--neurox-python", default=os.environ.get("NEUROX_PYTHON", "/tmp/neurox-env/bin/python"))
+    ap.add_argument("--neurox-python", default=NEUROX_PYTHON)
     ap.add_argument("--skip-neurox", action="store_true")
     args = ap.parse_args()
 
-    load_start = os.getloadavg()[0]
-    if load_start > (os.cpu_count() or 1):
-        log(f"load average {load_start:.1f} exceeds the {os.cpu_count()} CPUs: timings will be noisy")
+    load_start = load_now()
     corpus = load_conllu(
         args.data / DEV, columns=["upos"], max_sentences=args.sentences, max_words=args.max_words
     )
@@ -132,7 +87,7 @@ def main() -> None:
     log(f"with control task and baselines: {full_s:.2f} s, selectivity {full.selectivity:.3f}")
 
     neurox = (
-        None if args.skip_neurox else run_neurox(Path(args.neurox_python), args.data, args.sentences)
+        None if args.skip_neurox else run_neurox(args.neurox_python, args.data / DEV, args.sentences)
     ) or {}
     train_s = statistics.median(train_runs)
     ordering_s = statistics.median(order_runs)
@@ -166,13 +121,7 @@ def main() -> None:
         "full_s": round(full_s, 2),
         "extract_s": round(extract_s, 2),
         "neurox_extract_s": neurox.get("extract_s"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "loadavg_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
-        },
+        "machine": machine(load_start),
     }
     print(json.dumps(out))
 

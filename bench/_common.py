@@ -1,0 +1,94 @@
+"""Helpers shared by the benches: progress lines on stderr, peak memory, the machine record, and running
+the NeuroX anchor (``../shared/anchors/neurox_baseline.py``) in its own interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+UD = SHARED / "data" / "ud_english_ewt"
+DEV, TEST = "en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"
+NEUROX_PYTHON = os.environ.get("NEUROX_PYTHON", "/tmp/neurox-env/bin/python")
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: a child started by subprocess
+    inherits its parent's ru_maxrss (vfork + exec on Linux), so it could not show a smaller peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def load_now() -> float:
+    """The 1-minute load average, with a warning when it exceeds the CPUs (timings will be noisy)."""
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):
+        log(f"load average {load:.1f} exceeds the {os.cpu_count()} CPUs: timings will be noisy")
+    return load
+
+
+def machine(load_start: float) -> dict:
+    """What the numbers were measured on, and how busy it was at the start and at the end."""
+    import numpy as np
+    import torch
+
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def run_json(cmd: list[str]) -> dict | None:
+    """Run a command and parse the JSON on its last stdout line (None, with a log line, if it fails)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        log(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        return None
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        log(f"no JSON line from {' '.join(cmd)}: {lines[-1][:200]}")
+        return None
+
+
+def run_neurox(python: str | Path, conllu: Path, sentences: int) -> dict | None:
+    """The NeuroX anchor on the first ``sentences`` of ``conllu`` (extraction, probe, ordering), or None
+    when its interpreter is missing or it fails."""
+    from neuronwidgets.core.offline import minilm_path
+
+    python = Path(python)
+    if not python.exists():
+        log(f"NeuroX interpreter {python} not found: neurox_* fields are null")
+        return None
+    log("NeuroX baseline in its own venv")
+    script = SHARED / "anchors" / "neurox_baseline.py"
+    with tempfile.TemporaryDirectory(prefix="nw-neurox-") as tmp:
+        cmd = [str(python), str(script), str(minilm_path()), str(conllu), tmp]
+        return run_json([*cmd, "--max-sents", str(sentences)])
