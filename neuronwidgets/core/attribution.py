@@ -460,7 +460,8 @@ def prepare_text(
         if base_ids is None:
             base[:, content_pos] = 0.0
 
-    corpus = Corpus.from_texts(text)
+    # special tokens written in the text (a masked LM's [MASK]) are one word each, not "[", "MASK", "]"
+    corpus = Corpus.from_texts(text, keep=[t for t in tok.all_special_tokens if t and t in text])
     words, spans = corpus.words[0], corpus.spans[0]
     in_text = ~special | kept  # a kept first token still belongs to its word (its score is 0 there)
     pairs, primary = align_tokens(text, spans, [o if in_text[i] else (0, 0) for i, o in enumerate(offsets)])

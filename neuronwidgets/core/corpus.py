@@ -76,18 +76,23 @@ class Corpus:
         )
 
     @classmethod
-    def from_texts(cls, texts: str | Sequence[str], name: str = "") -> Corpus:
+    def from_texts(cls, texts: str | Sequence[str], name: str = "", *, keep: Sequence[str] = ()) -> Corpus:
         """Plain strings, split into words (word characters with inner ' or -, or single symbols).
-        The model reads each string exactly as given."""
+        The model reads each string exactly as given. ``keep``: strings that stay one word wherever
+        they occur, e.g. a tokenizer's ``[MASK]`` or ``<mask>``."""
         if isinstance(texts, str):
             texts = [texts]
         if len(texts) == 0:
             raise ValueError("empty corpus: pass at least one text")
+        pattern = _WORD_RE
+        kept = sorted({k for k in keep if k}, key=len, reverse=True)
+        if kept:
+            pattern = re.compile("|".join(map(re.escape, kept)) + "|" + _WORD_RE.pattern)
         words, spans = [], []
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i} is a {type(t).__name__}, not a string")
-            ms = list(_WORD_RE.finditer(t))
+            ms = list(pattern.finditer(t))
             if not ms:
                 raise ValueError(f"text {i} is empty ({t!r}): every text needs at least one word")
             words.append([m.group() for m in ms])

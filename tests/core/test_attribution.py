@@ -161,6 +161,9 @@ def test_masked_lm_target_is_the_mask(tiny_dirs) -> None:
     a = attribute_tokens(mlm, "The quick brown [MASK] jumps.", "integrated-gradients", n_steps=32)
     assert a.special[a.tokens.index("[MASK]")]
     assert a.target == mlm.predict("The quick brown [MASK] jumps.").top
+    # the mask is one word (not "[", "MASK", "]"), kept in the baseline: its score is 0
+    assert a.words == ["The", "quick", "brown", "[MASK]", "jumps", "."]
+    assert a.word_scores[3] == 0.0
     with pytest.raises(ValueError, match=r"needs a \[MASK\]"):
         attribute_tokens(mlm, "no mask here")
 

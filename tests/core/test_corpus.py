@@ -127,3 +127,12 @@ def test_annotate_with_spacy() -> None:
     assert heads[1] == 0 and heads[0] == 2  # "walked" is the root; "She" attaches to it
     with pytest.raises(ValueError, match="empty"):
         annotate(["fine", "  "])
+
+
+def test_from_texts_keeps_given_strings_whole() -> None:
+    from neuronwidgets.core import Corpus
+
+    c = Corpus.from_texts(["a [MASK] b", "x <mask>y"], keep=["[MASK]", "<mask>", ""])
+    assert c.words == [["a", "[MASK]", "b"], ["x", "<mask>", "y"]]
+    assert c.spans[0][1] == (2, 8)
+    assert Corpus.from_texts("a [MASK] b").words == [["a", "[", "MASK", "]", "b"]]
