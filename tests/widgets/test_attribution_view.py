@@ -218,3 +218,31 @@ def test_a_failure_late_in_a_recomputation_changes_nothing(sentiment, monkeypatc
     np.testing.assert_array_equal(view.heatmap.shown_values, before[2])
     assert view.faithfulness is before[3]
     assert "curves failed" in html.unescape(view.status.value)
+
+
+def test_masked_lm_and_llama_views(tiny_dirs) -> None:
+    import warnings
+
+    from neuronwidgets.widgets import InteractionView
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlm = load_model(str(tiny_dirs["bert"]), kind="masked-lm")
+        text = "the cat sat on the [MASK] ."
+        view = AttributionView(mlm, text, n_steps=8, neuron_sites="layer.1.mlp", n_targets=4)
+        iview = InteractionView(mlm, text, "shapley-taylor")
+    assert view.attribution.words == ["the", "cat", "sat", "on", "the", "[MASK]", "."]
+    assert [v for _, v in view.targets] == mlm.predict(text, top_k=4).ids
+    expected = attribute_tokens(mlm, text, "integrated-gradients", view.target, n_steps=8)
+    np.testing.assert_allclose(
+        view.heatmap.shown_values, expected.word_scores.astype(np.float32), rtol=1e-5, atol=1e-7
+    )
+    assert "[MASK]" in iview.interactions.units
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        llama = load_model(str(tiny_dirs["llama"]))
+        view = AttributionView(llama, "the cat sat on the", n_steps=8, neuron_sites="mlp")
+    assert view.neuron_ranking is not None and len(view.neuron_ranking) == sum(
+        llama.width(s) for s in llama.sites("mlp")
+    )
+    assert f"baseline: {view.attribution.baseline}" in html.unescape(view.status.value)
