@@ -43,7 +43,7 @@ from .interventions import (
     predict_logits,
     steering_values,
 )
-from .models import EMBEDDED_MODELS, ModelHandle, Prediction, load_model
+from .models import EMBEDDED_MODELS, ModelHandle, Prediction, as_handle, load_model
 from .probing import (
     LayerwiseProbes,
     Probe,
@@ -122,6 +122,7 @@ __all__ = [
     "annotate",
     "as_activations",
     "as_corpus",
+    "as_handle",
     "attribute_interactions",
     "attribute_layers",
     "attribute_neurons",

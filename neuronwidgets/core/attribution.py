@@ -50,7 +50,7 @@ from torch import nn
 
 from .corpus import Corpus
 from .extraction import align_tokens
-from .models import ModelHandle, load_model
+from .models import ModelHandle, as_handle
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -367,13 +367,6 @@ def input_embeddings(model: nn.Module) -> nn.Module:
         f"cannot find the input embeddings of {type(model).__name__}: attribution needs a model with "
         "get_input_embeddings() (every Hugging Face model has one)"
     )
-
-
-def as_handle(model: ModelHandle | str) -> ModelHandle:
-    handle = load_model(model) if isinstance(model, str) else model
-    if not isinstance(handle, ModelHandle):
-        raise TypeError(f"model must be a ModelHandle or a model name, got {type(model).__name__}")
-    return handle
 
 
 def prepare_text(

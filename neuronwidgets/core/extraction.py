@@ -29,7 +29,7 @@ from .activations import FORMAT, FORMAT_VERSION, Activations, Chunk
 from .addresses import COMPONENTS, Site
 from .corpus import Corpus, as_corpus
 from .hooks import run_capturing
-from .models import ModelHandle, load_model
+from .models import ModelHandle, as_handle
 
 GRANULARITIES = ("word", "token")
 AGGREGATIONS = ("mean", "first", "last", "max")
@@ -120,9 +120,7 @@ def extract_activations(
     - ``max_length``: tokens per forward pass (default the model's maximum); longer texts are split.
     - ``dtype``: ``"float32"`` or ``"float16"`` for the stored values.
     """
-    handle = load_model(model) if isinstance(model, str) else model
-    if not isinstance(handle, ModelHandle):
-        raise TypeError(f"model must be a ModelHandle or a model name, got {type(model).__name__}")
+    handle = as_handle(model)
     corpus = as_corpus(data)
     if granularity not in GRANULARITIES:
         raise ValueError(f"unknown granularity {granularity!r}: choose 'word' or 'token'")

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .attribution import TokenAttribution, as_handle, attribute_tokens, prepare_text
-from .models import ModelHandle
+from .attribution import TokenAttribution, attribute_tokens, prepare_text
+from .models import ModelHandle, as_handle
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -404,6 +404,16 @@ def _from_pretrained(cls: Any, source: str, **kw: Any) -> Any:
         ) from err
 
 
+def as_handle(model: ModelHandle | str, example: str = "") -> ModelHandle:
+    """``model`` itself, or :func:`load_model` of a name; anything else is a ``TypeError`` (``example``:
+    a call that shows the right use, added to the message)."""
+    handle = load_model(model) if isinstance(model, str) else model
+    if not isinstance(handle, ModelHandle):
+        hint = f": e.g. {example}" if example else ""
+        raise TypeError(f"model must be a ModelHandle or a model name, got {type(model).__name__}{hint}")
+    return handle
+
+
 def _detect_kind(config: Any) -> str:
     archs = " ".join(getattr(config, "architectures", None) or [])
     if "SequenceClassification" in archs:

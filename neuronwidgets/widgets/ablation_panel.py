@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 import traitlets
 
-from ..core import Intervention, ModelHandle, NeuronAddress, Site, load_model, parse_neuron
+from ..core import Intervention, ModelHandle, NeuronAddress, Site, as_handle, parse_neuron
 from ..core.interventions import intervene, predict_logits
 from ._assets import decode_array, encode_array, load_bundle
 from ._export import write_standalone_html
@@ -139,12 +139,7 @@ class AblationPanel(anywidget.AnyWidget):
         probe_granularity: str = "word",
     ) -> None:
         esm, css = load_bundle("ablation_panel")
-        handle = load_model(model) if isinstance(model, str) else model
-        if not isinstance(handle, ModelHandle):
-            raise TypeError(
-                f"model must be a ModelHandle or a model name, got {type(model).__name__}: "
-                "e.g. AblationPanel(load_model('minilm-sentiment'), text, neurons)"
-            )
+        handle = as_handle(model, "AblationPanel(load_model('minilm-sentiment'), text, neurons)")
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text must be a non-empty string: the input whose prediction the panel shows")
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:

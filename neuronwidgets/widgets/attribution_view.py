@@ -22,7 +22,6 @@ from typing import Any
 
 import ipywidgets
 import numpy as np
-import traitlets
 
 from ..core import (
     METHODS,
@@ -31,22 +30,21 @@ from ..core import (
     ModelHandle,
     NeuronRanking,
     TokenAttribution,
+    as_handle,
     attribute_layers,
     attribute_neurons,
     attribute_tokens,
     faithfulness_curves,
     get_method,
-    load_model,
 )
 from ._export import save_html
-from ._views import status_html, target_options
+from ._views import ChoiceView, check_choice_args, result_label, status_html, target_options
 from .ablation_panel import AblationPanel
 from .matrix_view import MatrixView
 from .neuron_table import NeuronTable
 from .token_heatmap import TokenHeatmap
 
 TOKEN_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.level == "token")
-LEVELS = ("word", "token")
 DEFAULT_TARGETS = 10
 DEFAULT_SEND = 10
 _NAMES = {
@@ -79,7 +77,7 @@ class _Shown:
         return self.token_warnings + self.layer_warnings
 
 
-class AttributionView(ipywidgets.VBox):
+class AttributionView(ChoiceView):
     """Attributions of one prediction on ``text``: tokens (heatmap), layers (layer × word matrix) and
     neurons (ranking table), with method, target and word/token pickers.
 
@@ -111,9 +109,7 @@ class AttributionView(ipywidgets.VBox):
     :meth:`send_top_neurons` opens an :class:`AblationPanel` on the top neurons (also a button).
     """
 
-    method = traitlets.Unicode("integrated-gradients", help="the token attribution method shown")
-    target = traitlets.Int(-1, help="target id (class index or token id) explained; -1 before the first run")
-    level = traitlets.Unicode("word", help="'word' or 'token'")
+    _method_level = "token"
 
     def __init__(
         self,
@@ -134,24 +130,12 @@ class AttributionView(ipywidgets.VBox):
         faithfulness: bool = True,
         n_random: int = 10,
     ) -> None:
-        handle = load_model(model) if isinstance(model, str) else model
-        if not isinstance(handle, ModelHandle):
-            raise TypeError(
-                f"model must be a ModelHandle or a model name, got {type(model).__name__}: "
-                "e.g. AttributionView(load_model('minilm-sentiment'), text)"
-            )
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}: choose 'word' or 'token'")
+        handle = as_handle(model, "AttributionView(load_model('minilm-sentiment'), text)")
         if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
             raise ValueError(f"n_steps must be an integer of at least 2, got {n_steps!r}")
         if isinstance(send_k, bool) or not isinstance(send_k, (int, np.integer)) or send_k < 1:
             raise ValueError(f"send_k must be a positive integer, got {send_k!r}")
-        options = dict(method_options or {})
-        for name in options:
-            if name not in TOKEN_METHODS:
-                raise ValueError(
-                    f"method_options has unknown method {name!r}: choose from {', '.join(TOKEN_METHODS)}"
-                )
+        options = check_choice_args(level, method_options, TOKEN_METHODS)
         if panel is not None and not isinstance(panel, AblationPanel):
             raise TypeError(f"panel must be an AblationPanel, got {type(panel).__name__}")
         if panel is not None and panel.model is not handle:
@@ -165,33 +149,22 @@ class AttributionView(ipywidgets.VBox):
         if neuron_sites == "auto":
             neuron_sites = f"layer.{handle.num_layers - 1}.mlp"
         self._neuron_sites = neuron_sites or None
-        self._busy = False
         self._want_faith = bool(faithfulness)
         self._n_random = int(n_random)
 
         # first computation: validates text, target and method, and gives the target list
         first = self._shown = self._compute(method, target, level, None)
-        self._targets = target_options(handle, text, first.attr, n_targets)
 
         # -- children ---------------------------------------------------------------------------------
-        self.method_picker = ipywidgets.Dropdown(
-            options=[(_NAMES.get(m, m), m) for m in TOKEN_METHODS],
-            value=first.attr.method,
-            description="Method",
-        )
-        self.target_picker = ipywidgets.Dropdown(
-            options=self._targets, value=first.attr.target_id, description="Target"
-        )
-        self.level_picker = ipywidgets.Dropdown(
-            options=[("words", "word"), ("subword tokens", "token")],
-            value=level,
-            description="Show",
-            layout={"width": "220px"},
+        controls = self._make_pickers(
+            [(_NAMES.get(m, m), m) for m in TOKEN_METHODS],
+            target_options(handle, text, first.attr, n_targets),
+            "Show",
         )
         self.status = ipywidgets.HTML()
         self.status.add_class("nw-attr-status")
         units, scores = _units_scores(first.attr, level)
-        self.heatmap = TokenHeatmap.from_scores(units, scores, label=_label(first.attr))
+        self.heatmap = TokenHeatmap.from_scores(units, scores, label=result_label(first.attr))
         self.matrix: MatrixView | None = None
         if self._shown.layer is not None:
             rows, cols, values = _layer_matrix(self._shown.layer, level)
@@ -199,7 +172,7 @@ class AttributionView(ipywidgets.VBox):
                 values,
                 rows,
                 cols,
-                label=_layer_label(self._shown.layer),
+                label=result_label(self._shown.layer),
                 row_title="site",
                 col_title=level,
             )
@@ -228,9 +201,6 @@ class AttributionView(ipywidgets.VBox):
                 ipywidgets.HBox([self.send_k, self.send_button]),
                 self._panel_box,
             ]
-        controls = ipywidgets.HBox(
-            [self.method_picker, self.target_picker, self.level_picker], layout={"flex_flow": "row wrap"}
-        )
         parts: list[ipywidgets.Widget] = [controls, self.status, self.heatmap]
         if self.matrix is not None:
             parts += [
@@ -239,11 +209,7 @@ class AttributionView(ipywidgets.VBox):
             ]
         super().__init__(parts + neuron_part)
         self.add_class("nw-attribution-view")
-        self._sync_pickers()
-        self._draw_status()
-        self.method_picker.observe(lambda c: self._pick("method", c["new"]), "value")
-        self.target_picker.observe(lambda c: self._pick("target", c["new"]), "value")
-        self.level_picker.observe(lambda c: self._pick("level", c["new"]), "value")
+        self._watch_pickers()
 
     # -- reading what is shown ----------------------------------------------------------------------
     @property
@@ -275,71 +241,12 @@ class AttributionView(ipywidgets.VBox):
         """The neurons ranked by conductance for the current target (``None`` without ``neuron_sites``)."""
         return self._shown.ranking
 
-    @property
-    def targets(self) -> list[tuple[str, int]]:
-        """The target picker's choices: ``(label, id)``."""
-        return list(self._targets)
-
     # -- changing it --------------------------------------------------------------------------------
-    @traitlets.validate("method")
-    def _valid_method(self, proposal: Any) -> str:
-        return get_method(proposal["value"], "token").name
+    def _current(self) -> tuple[TokenAttribution, str]:
+        return self._shown.attr, self._shown.level
 
-    @traitlets.validate("level")
-    def _valid_level(self, proposal: Any) -> str:
-        if proposal["value"] not in LEVELS:
-            raise ValueError(f"unknown level {proposal['value']!r}: choose 'word' or 'token'")
-        return str(proposal["value"])
-
-    @traitlets.observe("method", "target", "level")
-    def _on_trait(self, change: Any) -> None:
-        if not hasattr(self, "method_picker") or self._busy or change["old"] == change["new"]:
-            return
-        self._pick(change["name"], change["new"], from_python=True)
-
-    def _pick(self, what: str, value: Any, from_python: bool = False) -> None:
-        """A picker or trait changed: recompute, or put everything back and say why (a Python caller also
-        gets the exception)."""
-        if self._busy:
-            return
-        now = self._shown
-        choice: dict[str, Any] = {"method": now.attr.method, "target": now.attr.target_id, "level": now.level}
-        if value == choice[what]:
-            self._sync_pickers()
-            return
-        choice[what] = value
-        self._busy = True
-        try:
-            self.status.value = status_html("Computing…", busy=True)
-            try:
-                self._draw(self._compute(choice["method"], choice["target"], choice["level"], now))
-            except Exception as err:  # what is shown stays consistent with the pickers
-                self._sync_pickers()
-                self._draw_status(error=f"{type(err).__name__}: {err}")
-                if from_python:
-                    raise
-                return
-            self._sync_pickers()
-            self._draw_status()
-        finally:
-            self._busy = False
-
-    def _sync_pickers(self) -> None:
-        """Pickers and traits show what is drawn (called with ``_busy`` set, so nothing recomputes)."""
-        busy, self._busy = self._busy, True
-        try:
-            attr = self._shown.attr
-            if attr.target_id not in [v for _, v in self._targets]:
-                self._targets.append((f"{attr.target!r} (p={attr.prob:.3f})", attr.target_id))
-                self.target_picker.options = list(self._targets)
-            self.method_picker.value = attr.method
-            self.target_picker.value = attr.target_id
-            self.level_picker.value = self._shown.level
-            self.method = attr.method
-            self.target = attr.target_id
-            self.level = self._shown.level
-        finally:
-            self._busy = busy
+    def _recompute(self, choice: dict[str, Any]) -> None:
+        self._draw(self._compute(choice["method"], choice["target"], choice["level"], self._shown))
 
     def send_top_neurons(self, k: int | None = None) -> AblationPanel:
         """Send the top ``k`` neurons of the conductance ranking (default: the ``Top k`` box) to an
@@ -430,12 +337,12 @@ class AttributionView(ipywidgets.VBox):
         """Show ``new`` in every part (nothing here can fail on checked results)."""
         old, self._shown = self._shown, new
         units, scores = _units_scores(new.attr, new.level)
-        self.heatmap.set_scores(units, scores, label=_label(new.attr))
+        self.heatmap.set_scores(units, scores, label=result_label(new.attr))
         if self.matrix is not None and new.layer is not None:
             rows, cols, values = _layer_matrix(new.layer, new.level)
             with self.matrix.hold_sync():
                 self.matrix.col_title = new.level
-                self.matrix.set_data(values, rows, cols, label=_layer_label(new.layer))
+                self.matrix.set_data(values, rows, cols, label=result_label(new.layer))
         if self.table is not None and new.ranking is not None and new.ranking is not old.ranking:
             self.table.set_ranking(new.ranking, selected=new.ranking.neurons[0])
             if self._given_panel is None:  # a panel of the old target's neurons would mislead: drop it
@@ -455,14 +362,6 @@ class AttributionView(ipywidgets.VBox):
 
 def _units_scores(attr: TokenAttribution, level: str) -> tuple[list[str], np.ndarray]:
     return attr.units(level), np.asarray(attr.scores(level), dtype=np.float64)
-
-
-def _label(attr: TokenAttribution) -> str:
-    return f"{attr.method} → {attr.target!r} ({attr.output})"
-
-
-def _layer_label(layer: LayerAttribution) -> str:
-    return f"{layer.method} → {layer.target!r} ({layer.output})"
 
 
 def _layer_matrix(layer: LayerAttribution, level: str) -> tuple[list[str], list[str], np.ndarray]:

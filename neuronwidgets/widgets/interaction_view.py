@@ -18,9 +18,16 @@ import ipywidgets
 import numpy as np
 import traitlets
 
-from ..core import METHODS, ModelHandle, TokenInteractions, attribute_interactions, get_method, load_model
+from ..core import (
+    METHODS,
+    ModelHandle,
+    TokenInteractions,
+    as_handle,
+    attribute_interactions,
+    get_method,
+)
 from ._export import save_html
-from ._views import status_html, target_options
+from ._views import ChoiceView, check_choice_args, result_label, status_html, target_options
 from .matrix_view import MatrixView
 from .token_heatmap import TokenHeatmap
 
@@ -35,7 +42,7 @@ DEFAULT_PAIRS = 8
 PHRASE = "phrase"
 
 
-class InteractionView(ipywidgets.VBox):
+class InteractionView(ChoiceView):
     """Pairwise interactions between the words (or tokens) of ``text`` for one prediction.
 
     ``InteractionView(model, text, method="integrated-hessians", target=None, level="word")``: ``model``
@@ -49,9 +56,7 @@ class InteractionView(ipywidgets.VBox):
     holds the result shown. ``method``, ``target`` and ``level`` traits mirror the pickers.
     """
 
-    method = traitlets.Unicode("integrated-hessians", help="the interaction method shown")
-    target = traitlets.Int(-1, help="target id explained")
-    level = traitlets.Unicode("word", help="'word' or 'token'")
+    _method_level = "interaction"
     pair = traitlets.List(traitlets.Int(), help="[i, j] of the selected pair (i < j), [] for none")
 
     def __init__(
@@ -67,48 +72,28 @@ class InteractionView(ipywidgets.VBox):
         baseline: str | int = "pad",
         method_options: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        handle = load_model(model) if isinstance(model, str) else model
-        if not isinstance(handle, ModelHandle):
-            raise TypeError(
-                f"model must be a ModelHandle or a model name, got {type(model).__name__}: "
-                "e.g. InteractionView(load_model('minilm-sentiment'), 'not bad at all')"
-            )
-        if level not in ("word", "token"):
-            raise ValueError(f"unknown level {level!r}: choose 'word' or 'token'")
+        handle = as_handle(model, "InteractionView(load_model('minilm-sentiment'), 'not bad at all')")
         if isinstance(n_pairs, bool) or not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
             raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
-        options = dict(method_options or {})
-        for name in options:
-            if name not in INTERACTION_METHODS:
-                raise ValueError(
-                    f"method_options has unknown method {name!r}: choose from {', '.join(INTERACTION_METHODS)}"
-                )
+        options = check_choice_args(level, method_options, INTERACTION_METHODS)
         self._handle, self._text, self._baseline, self._options = handle, text, baseline, options
         self._n_pairs = int(n_pairs)
-        self._busy = False
-        self._warnings: list[str] = []
-        self._selection: list[int] | tuple[Any, ...] | None = None
-        self._result = self._compute(method, target, level)
-        self._targets = target_options(handle, text, self._result, n_targets)
-
-        self.method_picker = ipywidgets.Dropdown(
-            options=[(_NAMES.get(m, m), m) for m in INTERACTION_METHODS], value=self._result.method,
-            description="Method",
-        )  # fmt: skip
-        self.target_picker = ipywidgets.Dropdown(
-            options=self._targets, value=self._result.target_id, description="Target"
-        )
-        self.level_picker = ipywidgets.Dropdown(
-            options=[("words", "word"), ("subword tokens", "token")],
-            value=level,
-            description="Units",
-            layout={"width": "220px"},
+        self._result, self._warnings = self._compute(method, target, level)
+        controls = self._make_pickers(
+            [(_NAMES.get(m, m), m) for m in INTERACTION_METHODS],
+            target_options(handle, text, self._result, n_targets),
+            "Units",
         )
         self.status = ipywidgets.HTML()
         self.status.add_class("nw-interaction-status")
         res = self._result
         self.matrix = MatrixView(
-            res.matrix, res.units, res.units, label=_label(res), row_title=res.level, col_title=res.level
+            res.matrix,
+            res.units,
+            res.units,
+            label=result_label(res),
+            row_title=res.level,
+            col_title=res.level,
         )
         self.pair_list = ipywidgets.Select(options=[], rows=min(self._n_pairs, 8), layout={"width": "auto"})
         self.pair_list.add_class("nw-pair-list")
@@ -117,10 +102,7 @@ class InteractionView(ipywidgets.VBox):
         self.heatmap = TokenHeatmap.from_scores(units, values, label, marked=marks)
         super().__init__(
             [
-                ipywidgets.HBox(
-                    [self.method_picker, self.target_picker, self.level_picker],
-                    layout={"flex_flow": "row wrap"},
-                ),
+                controls,
                 self.status,
                 ipywidgets.HBox(
                     [
@@ -132,10 +114,8 @@ class InteractionView(ipywidgets.VBox):
             ]
         )
         self.add_class("nw-interaction-view")
-        self._sync(first)
-        self.method_picker.observe(lambda c: self._pick("method", c["new"]), "value")
-        self.target_picker.observe(lambda c: self._pick("target", c["new"]), "value")
-        self.level_picker.observe(lambda c: self._pick("level", c["new"]), "value")
+        self._sync_selection(first)
+        self._watch_pickers()
         self.matrix.observe(self._on_cell, "selected")
         self.pair_list.observe(self._on_list, "value")
 
@@ -150,10 +130,6 @@ class InteractionView(ipywidgets.VBox):
         return self._handle
 
     # -- changing -----------------------------------------------------------------------------------
-    @traitlets.validate("method")
-    def _valid_method(self, proposal: Any) -> str:
-        return get_method(proposal["value"], "interaction").name
-
     @traitlets.validate("pair")
     def _valid_pair(self, proposal: Any) -> list[int]:
         value = [int(x) for x in proposal["value"]]
@@ -164,45 +140,27 @@ class InteractionView(ipywidgets.VBox):
             raise ValueError(f"pair must be two different unit indices from 0 to {n - 1}, got {value!r}")
         return sorted(value)
 
-    @traitlets.observe("method", "target", "level", "pair")
-    def _on_trait(self, change: Any) -> None:
-        if not hasattr(self, "method_picker") or self._busy or change["old"] == change["new"]:
+    @traitlets.observe("pair")
+    def _on_pair(self, change: Any) -> None:
+        if not hasattr(self, "level_picker") or self._busy or change["old"] == change["new"]:
             return
-        if change["name"] == "pair":
-            self._select(list(change["new"]) or None)
-        else:
-            self._pick(change["name"], change["new"], from_python=True)
+        self._select(list(change["new"]) or None)
 
-    def _pick(self, what: str, value: Any, from_python: bool = False) -> None:
-        if self._busy:
-            return
-        res = self._result
-        shown = {"method": res.method, "target": res.target_id, "level": res.level}
-        if value == shown[what]:
-            return
-        args = {**shown, what: value}
-        self._busy = True
-        try:
-            self.status.value = status_html("Computing…", busy=True)
-            try:
-                new = self._compute(args["method"], args["target"], args["level"])
-            except Exception as err:
-                self._sync(self._selection)
-                self.status.value = status_html(
-                    _status_text(self._result), warnings=self._warnings, error=f"{type(err).__name__}: {err}"
-                )
-                if from_python:
-                    raise
-                return
-            self._result = new
-            pair = self._top_pair()
-            with self.matrix.hold_sync(), self.heatmap.hold_sync():
-                self.matrix.set_data(new.matrix, new.units, new.units, label=_label(new))
-                self.matrix.row_title = self.matrix.col_title = new.level
-                self._draw_text(pair)
-            self._sync(pair)
-        finally:
-            self._busy = False
+    def _current(self) -> tuple[TokenInteractions, str]:
+        return self._result, self._result.level
+
+    def _recompute(self, choice: dict[str, Any]) -> None:
+        new, new_warnings = self._compute(choice["method"], choice["target"], choice["level"])
+        self._result, self._warnings = new, new_warnings
+        pair = self._top_pair()
+        with self.matrix.hold_sync(), self.heatmap.hold_sync():
+            self.matrix.set_data(new.matrix, new.units, new.units, label=result_label(new))
+            self.matrix.row_title = self.matrix.col_title = new.level
+            self._draw_text(pair)
+        self._sync_selection(pair)
+
+    def _draw_status(self, error: str = "") -> None:
+        self.status.value = status_html(_status_text(self._result), warnings=self._warnings, error=error)
 
     def _on_cell(self, change: Any) -> None:
         if self._busy:
@@ -222,7 +180,7 @@ class InteractionView(ipywidgets.VBox):
         self._busy = True
         try:
             self._draw_text(pair)
-            self._sync(pair)
+            self._sync_selection(pair)
         finally:
             self._busy = False
 
@@ -232,15 +190,16 @@ class InteractionView(ipywidgets.VBox):
         return save_html(self, path, title=title or f"InteractionView: {self._text}")
 
     # -- computing and drawing ------------------------------------------------------------------------
-    def _compute(self, method: str, target: str | int | None, level: str) -> TokenInteractions:
+    def _compute(
+        self, method: str, target: str | int | None, level: str
+    ) -> tuple[TokenInteractions, list[str]]:
         name = get_method(method, "interaction").name
         kwargs = dict(self._options.get(name, {}))
         kwargs.setdefault("baseline", self._baseline)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = attribute_interactions(self._handle, self._text, name, target, level=level, **kwargs)
-        self._warnings = [str(w.message) for w in caught]
-        return res
+        return res, [str(w.message) for w in caught]
 
     def _top_pair(self) -> list[int] | tuple[Any, ...] | None:
         """The first line of the list: Archipelago's strongest phrase, else the strongest pair."""
@@ -283,18 +242,11 @@ class InteractionView(ipywidgets.VBox):
         label = f"{res.method}: interaction of each unit with {res.units[i]!r} (pair {res.units[i]!r}–{res.units[j]!r})"
         return list(res.units), values, label, [[0, i], [0, j]]
 
-    def _sync(self, pair: list[int] | tuple[Any, ...] | None) -> None:
-        """Pickers, traits, matrix selection, pair list and status show the current result and pair."""
+    def _sync_selection(self, pair: list[int] | tuple[Any, ...] | None) -> None:
+        """The matrix selection, the pair list and the ``pair`` trait show ``pair`` (a phrase selects no
+        matrix cell)."""
         busy, self._busy = self._busy, True
         try:
-            res = self._result
-            if res.target_id not in [v for _, v in self._targets]:
-                self._targets.append((f"{res.target!r} (p={res.prob:.3f})", res.target_id))
-                self.target_picker.options = list(self._targets)
-            self.method_picker.value = res.method
-            self.target_picker.value = res.target_id
-            self.level_picker.value = res.level
-            self.method, self.target, self.level = res.method, res.target_id, res.level
             options = self._pair_options()
             if list(self.pair_list.options) != options:
                 self.pair_list.options = options
@@ -303,18 +255,12 @@ class InteractionView(ipywidgets.VBox):
             is_pair = pair is not None and pair[0] != PHRASE
             self.matrix.selected = list(pair) if is_pair and pair else []
             self.pair = list(pair) if is_pair and pair else []
-            self.status.value = status_html(_status_text(res), warnings=self._warnings)
-            self._selection = pair
         finally:
             self._busy = busy
 
     def _draw_text(self, pair: list[int] | tuple[Any, ...] | None) -> None:
         units, values, label, marks = self._text_view(pair)
         self.heatmap.set_scores(units, values, label, marked=marks)
-
-
-def _label(res: TokenInteractions) -> str:
-    return f"{res.method} → {res.target!r} ({res.output})"
 
 
 def _status_text(res: TokenInteractions) -> str:
