@@ -14,7 +14,8 @@ from typing import Any
 
 from ipywidgets.widgets.widget import _remove_buffers
 
-_PAGE = """<!doctype html>
+# the head both page kinds start with ({title} filled in by each)
+_HEAD = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -22,7 +23,11 @@ _PAGE = """<!doctype html>
 <meta name="color-scheme" content="light dark">
 <meta name="generator" content="neuronwidgets">
 <title>{title}</title>
-<style>
+"""
+
+_PAGE = (
+    _HEAD
+    + """<style>
 body {{ margin: 16px; background: #ffffff; }}
 @media (prefers-color-scheme: dark) {{ body {{ background: #1e1e1e; }} }}
 </style>
@@ -46,6 +51,7 @@ try {{
 </body>
 </html>
 """
+)
 
 
 def script_json(obj: Any) -> str:
@@ -64,13 +70,14 @@ def exported_state(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_standalone_html(path: str | Path, *, title: str, esm: str, css: str, state: dict[str, Any]) -> Path:
-    """Write a page that renders one widget offline from ``state`` (the widget's synced traits)."""
+def write_standalone_html(widget: Any, path: str | Path, title: str) -> Path:
+    """Write a page that renders one widget offline, by its own front end, from its export state
+    (``widget._export_state()``: its synced traits and whatever else its static page needs)."""
     page = _PAGE.format(
         title=html.escape(title),
-        css=css.replace("</", "<\\/"),  # a CSS escape; keeps the <style> element closed only by us
-        state=script_json(exported_state(state)),
-        esm=base64.b64encode(esm.encode("utf-8")).decode("ascii"),
+        css=widget._css.replace("</", "<\\/"),  # a CSS escape; keeps the <style> element closed only by us
+        state=script_json(exported_state(widget._export_state())),
+        esm=base64.b64encode(widget._esm.encode("utf-8")).decode("ascii"),
     )
     out = Path(path)
     out.write_text(page, encoding="utf-8")
@@ -81,15 +88,9 @@ def write_standalone_html(path: str | Path, *, title: str, esm: str, css: str, s
 # Composed views (dashboards)
 # ------------------------------------------------------------------------------------------------
 
-_DASHBOARD = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
-<meta name="generator" content="neuronwidgets">
-<title>{title}</title>
-<style>
+_DASHBOARD = (
+    _HEAD
+    + """<style>
 body {{ margin: 16px; background: #ffffff; color: #1f1f1f; font-family: system-ui, sans-serif; font-size: 13px; }}
 @media (prefers-color-scheme: dark) {{ body {{ background: #1e1e1e; color: #e6e6e6; }} }}
 .nw-export-vbox {{ display: flex; flex-direction: column; gap: 6px; }}
@@ -123,6 +124,7 @@ for (const [i, s] of states.entries()) {{
 </body>
 </html>
 """
+)
 _NOTE = (
     "Static export: every widget here is drawn from its saved state; choices that need the Python kernel "
     "(other methods, targets, neurons) and the links between widgets work in the notebook only."

@@ -503,13 +503,7 @@ class AblationPanel(anywidget.AnyWidget):
         """Write a standalone HTML page of the panel as it is now (bundle, CSS and state inlined; works
         offline). Nothing can be recomputed without a kernel, so the page's controls are disabled, with
         a note saying so."""
-        return write_standalone_html(
-            path,
-            title=title or f"AblationPanel: {self.model_name}",
-            esm=self._esm,
-            css=self._css,
-            state=self._export_state(),
-        )
+        return write_standalone_html(self, path, title or f"AblationPanel: {self.model_name}")
 
     def _export_state(self) -> dict[str, Any]:
         """The state a static page renders from (also used by ``save_html`` for composed views)."""

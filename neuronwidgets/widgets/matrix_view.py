@@ -158,13 +158,7 @@ class MatrixView(anywidget.AnyWidget):
     # -- export -------------------------------------------------------------------------------------
     def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write a standalone HTML page of this matrix (bundle, CSS and data inlined; works offline)."""
-        return write_standalone_html(
-            path,
-            title=title or f"MatrixView: {self.label}",
-            esm=self._esm,
-            css=self._css,
-            state=self._export_state(),
-        )
+        return write_standalone_html(self, path, title or f"MatrixView: {self.label}")
 
     def _export_state(self) -> dict[str, Any]:
         """The state a static page renders from (also used by :func:`save_html` for composed views)."""

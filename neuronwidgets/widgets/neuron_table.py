@@ -187,13 +187,7 @@ class NeuronTable(anywidget.AnyWidget):
     def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write a standalone HTML page of this table (bundle, CSS and data inlined; sorting, filtering
         and selection keep working offline)."""
-        return write_standalone_html(
-            path,
-            title=title or f"NeuronTable: {self.method}",
-            esm=self._esm,
-            css=self._css,
-            state=self._export_state(),
-        )
+        return write_standalone_html(self, path, title or f"NeuronTable: {self.method}")
 
     def _export_state(self) -> dict[str, Any]:
         """The state a static page renders from (also used by ``save_html`` for composed views)."""

@@ -115,9 +115,7 @@ class ProbeReport(anywidget.AnyWidget):
 
     def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write a standalone HTML page of this report (bundle, CSS and data inlined; no network)."""
-        return write_standalone_html(
-            path, title=title or "ProbeReport", esm=self._esm, css=self._css, state=self._export_state()
-        )
+        return write_standalone_html(self, path, title or "ProbeReport")
 
     def _export_state(self) -> dict[str, Any]:
         """The state a static page renders from (also used by ``save_html`` for composed views)."""

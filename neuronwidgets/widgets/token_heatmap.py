@@ -383,13 +383,7 @@ class TokenHeatmap(anywidget.AnyWidget):
         ``EXPORT_EMBED_LIMIT`` bytes, so the neuron index can still be changed in the page; otherwise the
         neuron controls are disabled there, with a note.
         """
-        return write_standalone_html(
-            path,
-            title=title or f"TokenHeatmap: {self.label}",
-            esm=self._esm,
-            css=self._css,
-            state=self._export_state(),
-        )
+        return write_standalone_html(self, path, title or f"TokenHeatmap: {self.label}")
 
     def _export_state(self) -> dict[str, Any]:
         """The state a static page renders from (also used by ``save_html`` for composed views)."""
