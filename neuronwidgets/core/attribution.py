@@ -229,6 +229,17 @@ class TextSetup:
     _assign: dict[str, torch.Tensor] = field(default_factory=dict)
 
     # -- the function being explained ------------------------------------------------------------
+    def explained(self) -> dict[str, Any]:
+        """What every result computed on this setup records about the prediction it explains."""
+        return {
+            "text": self.text,
+            "target": self.target,
+            "target_id": self.target_id,
+            "output": self.output,
+            "baseline": self.baseline,
+            "prob": self.prob,
+        }
+
     @property
     def num_tokens(self) -> int:
         return int(self.input_ids.shape[1])
@@ -763,19 +774,14 @@ def attribute_tokens(
     if m.name == "occlusion":
         params["window"] = window
     return TokenAttribution(
-        text=setup.text,
+        **setup.explained(),
         method=m.name,
-        target=setup.target,
-        target_id=setup.target_id,
-        output=setup.output,
-        baseline=setup.baseline,
         tokens=setup.tokens,
         special=setup.special.copy(),
         token_scores=token_scores,
         words=setup.words,
         word_scores=setup.word_scores(token_scores),
         token_words=np.array(setup.primary, dtype=np.int64),
-        prob=setup.prob,
         delta=delta,
         output_difference=diff,
         params=params,

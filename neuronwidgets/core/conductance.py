@@ -386,12 +386,8 @@ def attribute_layers(
         worst = int(np.argmax(np.abs(deltas[conserved]) / np.maximum(np.abs(ends), 1e-12)))
         _warn_delta(float(deltas[conserved][worst]), float(ends[worst]), delta_tolerance, "n_steps", n_steps)
     return LayerAttribution(
-        text=setup.text,
+        **setup.explained(),
         method=m.name,
-        target=setup.target,
-        target_id=setup.target_id,
-        output=setup.output,
-        baseline=setup.baseline,
         sites=[s.name for s in site_list],
         tokens=setup.tokens,
         special=setup.special.copy(),
@@ -401,7 +397,6 @@ def attribute_layers(
         totals=totals,
         deltas=deltas,
         output_difference=res.output_difference,
-        prob=setup.prob,
         params={
             "n_steps": n_steps,
             "integration": integration,
@@ -467,17 +462,12 @@ def attribute_neurons(
     attribution = np.concatenate([res.values[s.name].sum(0) for s in site_list])
     key = {"positive": attribution, "absolute": np.abs(attribution), "negative": -attribution}[rank_by]
     meta = {
-        "text": setup.text,
-        "target": setup.target,
-        "target_id": setup.target_id,
-        "output": setup.output,
-        "baseline": setup.baseline,
+        **setup.explained(),
         "keep_first": setup.kept_first,
         "sites": [s.name for s in site_list],
         "rank_by": rank_by,
         "n_steps": n_steps,
         "integration": integration,
         "output_difference": res.output_difference,
-        "prob": setup.prob,
     }
     return NeuronRanking.from_scores(names, key, m.name, columns={"attribution": attribution}, meta=meta)

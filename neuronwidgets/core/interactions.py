@@ -650,12 +650,8 @@ def attribute_interactions(
         main = (singles[1:] - singles[0]).double().cpu().numpy()
         params.update(threshold=threshold, max_pairs=max_pairs)
     return TokenInteractions(
-        text=setup.text,
+        **setup.explained(),
         method=m.name,
-        target=setup.target,
-        target_id=setup.target_id,
-        output=setup.output,
-        baseline=setup.baseline,
         level=level,
         units=units,
         matrix=matrix,
@@ -663,7 +659,6 @@ def attribute_interactions(
         sets=sets,
         set_scores=set_scores,
         output_difference=diff,
-        prob=setup.prob,
         delta=delta,
         params=params,
     )
