@@ -23,7 +23,7 @@ import { formatFloat32, formatShort, liveRegion } from "../shared/a11y";
 import { type EncodedArray, decodeArray } from "../shared/codecs";
 import { type Palette, symmetricScale, textColour, toCss, valueColour } from "../shared/colour";
 import { bindBatched } from "../shared/batch";
-import { h } from "../shared/dom";
+import { h, placeTooltip } from "../shared/dom";
 import { createLegend } from "../shared/legend";
 import { type ExportedState, StaticModel, restoreBuffers } from "../shared/static_model";
 import { followTheme, hostIsDark, resolvePalette } from "../shared/theme";
@@ -207,12 +207,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
       h("span", "nw-tooltip-where", {}, `${d.row} × ${d.col}`),
       h("span", "nw-tooltip-value", {}, d.value),
     );
-    tooltip.hidden = false;
-    const r = td.getBoundingClientRect();
-    const base = root.getBoundingClientRect();
-    const left = Math.max(0, Math.min(r.left - base.left, base.width - tooltip.offsetWidth));
-    tooltip.style.left = `${left}px`;
-    tooltip.style.top = `${r.bottom - base.top + 4}px`;
+    placeTooltip(tooltip, td, root);
   };
 
   const setActive = (i: number, j: number) => {

@@ -21,3 +21,13 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   if (text !== undefined) el.textContent = text;
   return el;
 }
+
+/** Show `tooltip` (absolutely positioned inside `root`) just below `anchor`, kept within `root`'s width. */
+export function placeTooltip(tooltip: HTMLElement, anchor: Element, root: HTMLElement): void {
+  tooltip.hidden = false;
+  const r = anchor.getBoundingClientRect();
+  const base = root.getBoundingClientRect();
+  const left = Math.max(0, Math.min(r.left - base.left, base.width - tooltip.offsetWidth));
+  tooltip.style.left = `${left}px`;
+  tooltip.style.top = `${r.bottom - base.top + 4}px`;
+}

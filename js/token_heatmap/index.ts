@@ -29,7 +29,7 @@ import { formatFloat32, liveRegion } from "../shared/a11y";
 import { type EncodedArray, decodeArray } from "../shared/codecs";
 import { type Palette, symmetricScale, textColour, toCss, valueColour } from "../shared/colour";
 import { bindBatched } from "../shared/batch";
-import { h, uid } from "../shared/dom";
+import { h, placeTooltip, uid } from "../shared/dom";
 import { createLegend } from "../shared/legend";
 import { followTheme, hostIsDark, resolvePalette } from "../shared/theme";
 
@@ -266,12 +266,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     const tok = h("span", "nw-tooltip-token", {}, d.token);
     const val = h("span", "nw-tooltip-value", {}, d.value);
     tooltip.replaceChildren(tok, val, h("span", "nw-tooltip-where", {}, d.where));
-    tooltip.hidden = false;
-    const r = span.getBoundingClientRect();
-    const base = root.getBoundingClientRect();
-    const left = Math.max(0, Math.min(r.left - base.left, base.width - tooltip.offsetWidth));
-    tooltip.style.left = `${left}px`;
-    tooltip.style.top = `${r.bottom - base.top + 4}px`;
+    placeTooltip(tooltip, span, root);
   }
 
   function hideTooltip(): void {
