@@ -207,7 +207,7 @@ class NeuronExplorer(ipywidgets.VBox):
             children += [_heading("Ablation panel"), panel]
         super().__init__(children)
         self.add_class("nw-explorer")
-        self._show(first)
+        self.info.value = self._info_html(first)  # heatmap and contexts already show ``first``
 
     # -- Python API --------------------------------------------------------------------------------
     @property
