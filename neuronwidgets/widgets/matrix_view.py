@@ -112,7 +112,6 @@ class MatrixView(anywidget.AnyWidget):
             self._matrix = old
             raise
         with self.hold_sync():
-            self.selected = []
             self.row_labels = rows
             self.col_labels = cols
             self.values = encode_array(checked)
