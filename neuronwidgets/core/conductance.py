@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from .addresses import Site
-from .attribution import TextSetup, _figure, _warn_delta, get_method, math_attention, prepare_text
+from .attribution import Method, TextSetup, _figure, _warn_delta, get_method, math_attention, prepare_text
 from .hooks import StopForward, site_hooks
 from .models import ModelHandle
 from .ranking import NeuronRanking
@@ -267,6 +267,23 @@ def _resolve_sites(handle: ModelHandle, sites: Any, default: str) -> list[Site]:
     return sorted(out, key=_forward_order)
 
 
+def _integrate(
+    setup: TextSetup,
+    method: Method,
+    sites: list[Site],
+    n_steps: int,
+    integration: str,
+    internal_batch_size: int | None,
+) -> tuple[str, SiteAttributions]:
+    """The kind of integral a layer- or neuron-level ``method`` is (``"conductance"`` or
+    ``"integrated-gradients"``), and :func:`site_attributions` of ``sites`` with it."""
+    kind = "conductance" if method.name.endswith("-conductance") else "integrated-gradients"
+    res = site_attributions(
+        setup, sites, kind, n_steps=n_steps, integration=integration, internal_batch_size=internal_batch_size
+    )
+    return kind, res
+
+
 # ------------------------------------------------------------------------------------------------
 # Layers
 # ------------------------------------------------------------------------------------------------
@@ -363,15 +380,7 @@ def attribute_layers(
     m = get_method(method, "layer")
     setup = prepare_text(model, text, target, output=output, baseline=baseline, keep_first=keep_first)
     site_list = _resolve_sites(setup.handle, sites, "resid")
-    kind = "conductance" if m.name == "layer-conductance" else "integrated-gradients"
-    res = site_attributions(
-        setup,
-        site_list,
-        kind,
-        n_steps=n_steps,
-        integration=integration,
-        internal_batch_size=internal_batch_size,
-    )
+    kind, res = _integrate(setup, m, site_list, n_steps, integration, internal_batch_size)
     scores = np.stack([res.values[s.name].sum(-1) for s in site_list])
     totals = scores.sum(-1)
     deltas = np.array(
@@ -449,15 +458,7 @@ def attribute_neurons(
     setup = prepare_text(model, text, target, output=output, baseline=baseline, keep_first=keep_first)
     handle = setup.handle
     site_list = _resolve_sites(handle, sites, f"layer.{handle.num_layers - 1}.mlp")
-    kind = "conductance" if m.name == "neuron-conductance" else "integrated-gradients"
-    res = site_attributions(
-        setup,
-        site_list,
-        kind,
-        n_steps=n_steps,
-        integration=integration,
-        internal_batch_size=internal_batch_size,
-    )
+    _, res = _integrate(setup, m, site_list, n_steps, integration, internal_batch_size)
     names = [f"{s.name}:{j}" for s in site_list for j in range(handle.width(s))]
     attribution = np.concatenate([res.values[s.name].sum(0) for s in site_list])
     key = {"positive": attribution, "absolute": np.abs(attribution), "negative": -attribution}[rank_by]
