@@ -81,7 +81,7 @@ def run_json(cmd: list[str]) -> dict | None:
 def run_neurox(python: str | Path, conllu: Path, sentences: int) -> dict | None:
     """The NeuroX anchor on the first ``sentences`` of ``conllu`` (extraction, probe, ordering), or None
     when its interpreter is missing or it fails."""
-    from neuronwidgets.core.offline import minilm_path
+    from neuronwidgets.core.models.offline import minilm_path
 
     python = Path(python)
     if not python.exists():

@@ -51,7 +51,7 @@ def review_labels(scores: list[float]) -> list[str]:
 
 def stage_annotate(work: Path, sentences: int) -> dict:
     from neuronwidgets.core import annotate
-    from neuronwidgets.core.offline import load_movie_snippets
+    from neuronwidgets.core.models.offline import load_movie_snippets
 
     snippets = load_movie_snippets()[:sentences]
     texts = [t for t, _ in snippets]
@@ -130,10 +130,11 @@ def run_stage(stage: str, args: argparse.Namespace, work: Path) -> dict:
 
 
 def analyse(work: Path, args: argparse.Namespace) -> dict:
-    from neuronwidgets.core.activations import Activations
-    from neuronwidgets.core.concepts import Concepts, align_concepts, lexicon_sentiment
-    from neuronwidgets.core.formulas import explain_neurons
-    from neuronwidgets.core.selection import top_activations
+    from neuronwidgets.core.concepts.alignment import align_concepts
+    from neuronwidgets.core.concepts.concepts import Concepts, lexicon_sentiment
+    from neuronwidgets.core.concepts.formulas import explain_neurons
+    from neuronwidgets.core.concepts.selection import top_activations
+    from neuronwidgets.core.store.activations import Activations
 
     corpus, scores = load_corpus(work)
     acts = Activations.open(work / "store")
@@ -225,7 +226,7 @@ def main() -> None:
                 shutil.rmtree(work / "store")
             ext = run_stage("extract", args, work)
         analysis = analyse(work, args)
-        from neuronwidgets.core.activations import Activations
+        from neuronwidgets.core.store.activations import Activations
 
         acts = Activations.open(work / "store")
         result = {

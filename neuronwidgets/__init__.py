@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
 from typing import Any
 
 from .core import *  # noqa: F403
 from .core import __all__ as _core_all
 
-__version__ = "0.1.0"
+try:  # the one version string is pyproject.toml's, read from the installed package's metadata
+    __version__ = _metadata.version("neuronwidgets")
+except _metadata.PackageNotFoundError:  # pragma: no cover - source tree without an install
+    __version__ = "0+unknown"
 
 _WIDGETS = {
     "AblationPanel",

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from neuronwidgets.core.assets import ASSETS, sentiment_head_path
-from neuronwidgets.core.models import MeanPoolClassifier
-from neuronwidgets.core.offline import load_movie_snippets, minilm_path
+from neuronwidgets.core.models.loading import MeanPoolClassifier
+from neuronwidgets.core.models.offline import load_movie_snippets, minilm_path
 
 SEED = 0
 LABELS = ["negative", "positive"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from neuronwidgets.core import Activations, Corpus
-from neuronwidgets.core.activations import FORMAT, FORMAT_VERSION, Chunk
+from neuronwidgets.core.store.activations import FORMAT, FORMAT_VERSION, Chunk
 
 UPOS = ("NOUN", "VERB", "ADJ", "PROPN")
 FEATS = ("Number=Plur", "Number=Sing", "_", "Number=Plur|Tense=Past")

@@ -1,5 +1,5 @@
 /**
- * Binary array codec shared by every widget (DESIGN.md §4: arrays travel as binary buffers).
+ * Binary array codec shared by every widget (docs/architecture.md, "The Python ↔ browser contract": arrays travel as binary buffers).
  *
  * Python sends `{view, dtype, shape}` where `view` is a bytes buffer (little-endian, C order). The widget
  * manager hands it over as a DataView; static exports and tests may pass an ArrayBuffer or typed array.

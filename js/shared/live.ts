@@ -1,5 +1,5 @@
 /**
- * The browser half of a live loop (DESIGN.md §4): user input is debounced, each request carries an id,
+ * The browser half of a live loop (docs/architecture.md, "The Python ↔ browser contract"): user input is debounced, each request carries an id,
  * answers to older requests are dropped, and the last state shown is the last state set.
  *
  * - `update(state)` records the newest state; it goes out after `delay` ms without another update.

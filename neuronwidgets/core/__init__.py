@@ -4,66 +4,93 @@ Never imports a widget library (ipywidgets, anywidget, traitlets, IPython), so i
 batch jobs. Widgets in :mod:`neuronwidgets.widgets` consume its results.
 """
 
-from .activations import Activations
-from .addresses import NeuronAddress, Site, parse_neuron, parse_neurons, parse_site
-from .attribution import METHODS, TokenAttribution, attribute_tokens, get_method
-from .concept_attribution import (
-    ConceptAblation,
-    ConceptAttribution,
-    aggregate_by_concept,
-    check_concept_ablation,
-)
-from .concepts import ConceptAlignment, Concepts, align_concepts, lexicon_sentiment
-from .conductance import LayerAttribution, attribute_layers, attribute_neurons
-from .corpus import Corpus, annotate, as_corpus, load_conllu, load_parallel
-from .design import Split, as_activations, split_sentences
-from .effects import AblationComparison, InterventionEffect, compare_ablations, measure_effect
-from .extraction import extract_activations, resolve_sites
-from .faithfulness import (
+from .attribution import (
+    METHODS,
+    Archipelago,
     FaithfulnessComparison,
     FaithfulnessCurves,
-    compare_faithfulness,
-    faithfulness_curves,
-)
-from .formulas import CompositionalExplanations, Formula, FormulaExplanation, explain_neurons
-from .interactions import (
-    Archipelago,
     IntegratedHessians,
+    LayerAttribution,
     ShapleyTaylorInteraction,
+    TokenAttribution,
     TokenInteractions,
     attribute_interactions,
+    attribute_layers,
+    attribute_neurons,
+    attribute_tokens,
+    compare_faithfulness,
+    faithfulness_curves,
+    get_method,
 )
-from .interventions import (
-    Generation,
-    Intervention,
-    ablate,
-    generate,
-    intervene,
-    predict,
-    predict_logits,
-    steering_values,
-)
-from .models import EMBEDDED_MODELS, ModelHandle, Prediction, as_handle, load_model
-from .probing import (
-    LayerwiseProbes,
-    Probe,
-    ProbeResult,
-    ProbeScores,
-    control_labels,
-    train_layerwise_probes,
-    train_probe,
-)
-from .ranking import NeuronRanking, rank_gaussian, rank_iou, rank_probeless, rank_weight_mass
-from .ranking_eval import MinimalSubset, RankingAblation, evaluate_ranking, train_minimal_probe
-from .redundancy import NeuronClusters, RedundancyProbes, cluster_neurons, train_redundancy_probes
-from .selection import (
+from .concepts import (
+    CompositionalExplanations,
+    ConceptAblation,
+    ConceptAlignment,
+    ConceptAttribution,
+    Concepts,
+    Formula,
+    FormulaExplanation,
     QuantileSamples,
     TopActivations,
     WordTypeSummary,
+    aggregate_by_concept,
+    align_concepts,
+    check_concept_ablation,
+    explain_neurons,
+    lexicon_sentiment,
     quantile_samples,
     top_activations,
     word_types,
 )
+from .data import Corpus, annotate, as_corpus, load_conllu, load_parallel
+from .interventions import (
+    AblationComparison,
+    Generation,
+    Intervention,
+    InterventionEffect,
+    ablate,
+    compare_ablations,
+    generate,
+    intervene,
+    measure_effect,
+    predict,
+    predict_logits,
+    steering_values,
+)
+from .models import (
+    EMBEDDED_MODELS,
+    ModelHandle,
+    NeuronAddress,
+    Prediction,
+    Site,
+    as_handle,
+    load_model,
+    parse_neuron,
+    parse_neurons,
+    parse_site,
+)
+from .probing import (
+    LayerwiseProbes,
+    MinimalSubset,
+    NeuronClusters,
+    Probe,
+    ProbeResult,
+    ProbeScores,
+    RankingAblation,
+    RedundancyProbes,
+    cluster_neurons,
+    control_labels,
+    evaluate_ranking,
+    rank_gaussian,
+    rank_iou,
+    rank_probeless,
+    rank_weight_mass,
+    train_layerwise_probes,
+    train_minimal_probe,
+    train_probe,
+    train_redundancy_probes,
+)
+from .results import NeuronRanking
 from .similarity import (
     SimilarityMatrix,
     canonical_correlations,
@@ -72,6 +99,14 @@ from .similarity import (
     rank_cross_model,
     representation_similarity,
     svcca,
+)
+from .store import (
+    Activations,
+    Split,
+    as_activations,
+    extract_activations,
+    resolve_sites,
+    split_sentences,
 )
 
 __all__ = [

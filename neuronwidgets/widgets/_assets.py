@@ -1,4 +1,4 @@
-"""Front-end bundles and the binary array codec shared by every widget (DESIGN.md §4)."""
+"""Front-end bundles and the binary array codec shared by every widget (docs/architecture.md, "The Python ↔ browser contract")."""
 
 from __future__ import annotations
 
@@ -42,3 +42,22 @@ def decode_array(encoded: dict[str, Any]) -> np.ndarray:
     """Inverse of :func:`encode_array` (for tests and exports)."""
     dtype = {"float32": "<f4", "float16": "<f2", "float64": "<f8"}[encoded["dtype"]]
     return np.frombuffer(bytes(encoded["view"]), dtype=dtype).reshape(encoded["shape"])
+
+
+class BrowserStateGuard:
+    """Mixin for widgets whose trait validators must not raise on a value the browser sent.
+
+    While :meth:`set_state` applies state from the browser, ``_from_frontend`` is true: validators then
+    store a refused value's message in the widget's ``error`` trait instead of raising into the comm
+    handler (where nobody would see the exception). Values set from Python still raise.
+    """
+
+    _from_frontend = False
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """State from the browser: a refused value becomes ``error`` instead of an exception."""
+        self._from_frontend = True
+        try:
+            super().set_state(sync_data)  # type: ignore[misc]
+        finally:
+            self._from_frontend = False

@@ -6,7 +6,7 @@ shown as bars, original beside current (and beside k random neurons switched off
 classifier, the ``top_k`` next tokens for a causal LM, per-word probe tags when a probe is given. KL and
 the change in the probability of the original top prediction are computed from the same logits.
 
-Python ↔ browser contract (DESIGN.md §4), all synced traits:
+Python ↔ browser contract (docs/architecture.md, "The Python ↔ browser contract"), all synced traits:
 
 - the browser's request: ``scales`` (float32 buffer ``[n_neurons]``, aligned with ``neurons``),
   ``random_k``, ``random_seed`` and ``request_id``, set together in one message. The browser debounces
@@ -33,7 +33,8 @@ import torch
 import traitlets
 
 from ..core import Intervention, ModelHandle, NeuronAddress, Site, as_handle, parse_neuron
-from ..core.interventions import intervene, predict_logits
+from ..core.interventions.edits import intervene, predict_logits
+from ..core.interventions.effects import compare_distributions
 from ._assets import decode_array, encode_array, load_bundle
 from ._export import write_standalone_html
 
@@ -376,11 +377,6 @@ class AblationPanel(anywidget.AnyWidget):
         logits = predict_logits(self._handle, self._text, interventions)[0]
         return _Distribution(logits.float().softmax(-1).cpu(), logits.double().log_softmax(-1).cpu())
 
-    def _label(self, i: int) -> str:
-        if self._handle.kind == "classifier":
-            return str(self._handle.labels[i])
-        return str(self._handle.tokenizer.decode([i]))
-
     def _ranked_ids(self, dist: _Distribution) -> list[int]:
         """The ids a series contributes to the bars: every class, or its ``top_k`` tokens."""
         if self._handle.kind == "classifier":
@@ -413,16 +409,14 @@ class AblationPanel(anywidget.AnyWidget):
 
     def _effect(self, dist: _Distribution) -> dict[str, Any]:
         """As :func:`~neuronwidgets.core.measure_effect` computes it, from the same log-probabilities."""
-        clean = self._clean.logp
-        top = int(clean.argmax())
-        new_top = int(dist.logp.argmax())
+        e = compare_distributions(self._clean.logp, dist.logp)
         return {
-            "kl": float((clean.exp() * (clean - dist.logp)).sum().clamp(min=0.0)),
-            "delta_prob": float(dist.logp[top].exp() - clean[top].exp()),
-            "prob": float(dist.logp[top].exp()),
-            "top": self._label(new_top),
-            "top_prob": float(dist.logp[new_top].exp()),
-            "flipped": new_top != top,
+            "kl": float(e.kl[0]),
+            "delta_prob": float(e.intervened_prob[0] - e.original_prob[0]),
+            "prob": float(e.intervened_prob[0]),
+            "top": self._handle.output_label(int(e.new_top[0])),
+            "top_prob": float(e.new_top_prob[0]),
+            "flipped": bool(e.new_top[0] != e.top[0]),
         }
 
     def _tags(self, interventions: Intervention | None) -> _Tags:
@@ -488,11 +482,11 @@ class AblationPanel(anywidget.AnyWidget):
         return {
             "request_id": int(request_id),
             "error": "",
-            "labels": [self._label(i) for i in ids],
+            "labels": [self._handle.output_label(i) for i in ids],
             "ids": ids,
             "series": list(series),
             "probs": encode_array(probs),
-            "target": self._label(int(self._clean.logp.argmax())),
+            "target": self._handle.output_label(int(self._clean.logp.argmax())),
             "effects": {name: self._effect(d) for name, d in series.items() if name != "original"},
             "random_neurons": list(drawn),
             "tags": tags,

@@ -1,6 +1,6 @@
 """AttributionView: which input words, layers and neurons caused one prediction, in one linked view.
 
-Composed with ipywidgets from widgets that each do one thing (DESIGN.md §4): method, target and view
+Composed with ipywidgets from widgets that each do one thing (docs/architecture.md, "The Python ↔ browser contract"): method, target and view
 pickers; a :class:`TokenHeatmap` of the token attributions (same front end and colour scale: positive
 orange, negative purple, zero the background); the completeness check of path methods (sum of the
 scores, ``F(x) − F(x')`` and the convergence delta); a :class:`MatrixView` of layer conductance (layer ×

@@ -1,6 +1,6 @@
 """InteractionView: which pairs (or phrases) of words act together on one prediction.
 
-Composed with ipywidgets (DESIGN.md §4): method, target and word/token pickers; a :class:`MatrixView` of
+Composed with ipywidgets (docs/architecture.md, "The Python ↔ browser contract"): method, target and word/token pickers; a :class:`MatrixView` of
 the pairwise interaction matrix; a list of the strongest pairs (and, for Archipelago, the merged
 phrases); and a :class:`TokenHeatmap` of the text where the chosen pair is outlined and every word is
 coloured by its interaction with the pair's first word. Choosing a cell of the matrix or a line of the

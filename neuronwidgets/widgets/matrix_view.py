@@ -15,7 +15,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from ._assets import decode_array, encode_array, load_bundle
+from ._assets import BrowserStateGuard, decode_array, encode_array, load_bundle
 from ._export import write_standalone_html
 
 _SYNCED = (
@@ -31,7 +31,7 @@ _SYNCED = (
 )
 
 
-class MatrixView(anywidget.AnyWidget):
+class MatrixView(BrowserStateGuard, anywidget.AnyWidget):
     """A matrix of values with labelled rows and columns, coloured on the shared symmetric diverging scale
     (negative purple, zero the background, positive orange); hover or use the arrow keys to read a cell,
     click (or Enter) to select it.
@@ -72,7 +72,6 @@ class MatrixView(anywidget.AnyWidget):
         selected: Sequence[int] = (),
     ) -> None:
         esm, css = load_bundle("matrix_view")
-        self._from_frontend = False
         self._matrix = _check_matrix(matrix, row_labels, col_labels)
         state = {
             "row_labels": [str(r) for r in row_labels],
@@ -145,14 +144,6 @@ class MatrixView(anywidget.AnyWidget):
         if self._from_frontend:
             self.error = ""  # a good choice dismisses an earlier refusal
         return good
-
-    def set_state(self, sync_data: dict[str, Any]) -> None:
-        """State from the browser: a refused value becomes ``error`` instead of an exception."""
-        self._from_frontend = True
-        try:
-            super().set_state(sync_data)
-        finally:
-            self._from_frontend = False
 
     # -- export -------------------------------------------------------------------------------------
     def to_html(self, path: str | Path, *, title: str | None = None) -> Path:

@@ -18,7 +18,7 @@ import pandas as pd
 import traitlets
 
 from ..core import NeuronRanking, parse_neuron
-from ._assets import encode_array, load_bundle
+from ._assets import BrowserStateGuard, encode_array, load_bundle
 from ._export import write_standalone_html
 
 DEFAULT_PAGE_SIZE = 15
@@ -50,7 +50,7 @@ def decode_buffer(encoded: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(bytes(encoded["view"]), dtype=dtype).reshape(encoded["shape"])
 
 
-class NeuronTable(anywidget.AnyWidget):
+class NeuronTable(BrowserStateGuard, anywidget.AnyWidget):
     """A ranking table: rank, address, layer, component, score and top class of every neuron.
 
     ``NeuronTable(ranking)`` takes a :class:`~neuronwidgets.core.NeuronRanking` or its
@@ -92,7 +92,6 @@ class NeuronTable(anywidget.AnyWidget):
     ) -> None:
         esm, css = load_bundle("neuron_table")
         self._ready = False
-        self._from_frontend = False
         state = _table_state(ranking)
         self._index = {a: i for i, a in enumerate(state["addresses"])}
         state["page_size"] = self._check_page_size(page_size)
@@ -146,14 +145,6 @@ class NeuronTable(anywidget.AnyWidget):
             self._good = change["new"]
             if change["old"] != change["new"]:
                 self.error = ""
-
-    def set_state(self, sync_data: dict[str, Any]) -> None:
-        """State from the browser: a refused value becomes ``error`` instead of an exception."""
-        self._from_frontend = True
-        try:
-            super().set_state(sync_data)
-        finally:
-            self._from_frontend = False
 
     def set_ranking(self, ranking: NeuronRanking | pd.DataFrame, *, selected: str | None = None) -> None:
         """Show another ranking (e.g. the neurons of another concept) in one update: the rows are replaced

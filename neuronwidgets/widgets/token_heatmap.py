@@ -17,7 +17,7 @@ import numpy as np
 import traitlets
 
 from ..core import Activations, ModelHandle, NeuronAddress, extract_activations, load_model, parse_neuron
-from ._assets import decode_array, encode_array, load_bundle
+from ._assets import BrowserStateGuard, decode_array, encode_array, load_bundle
 from ._export import write_standalone_html
 from ._palette import diverging_cmap, text_colour
 
@@ -53,7 +53,7 @@ class _Scores:
     label: str
 
 
-class TokenHeatmap(anywidget.AnyWidget):
+class TokenHeatmap(BrowserStateGuard, anywidget.AnyWidget):
     """Tokens of several sentences coloured by one neuron's activation, with controls to choose the
     site (layer and component), the neuron index and the word/subword view.
 
@@ -110,7 +110,6 @@ class TokenHeatmap(anywidget.AnyWidget):
     ) -> None:
         esm, css = load_bundle("token_heatmap")
         self._ready = False
-        self._from_frontend = False
         self._acts: dict[str, Activations] = {}
         self._scores: _Scores | None = None
         if isinstance(activations, _Scores):
@@ -294,14 +293,6 @@ class TokenHeatmap(anywidget.AnyWidget):
     def _valid_marked(self, proposal: Any) -> list[list[int]]:
         check = lambda v: self._check_marked(v, self.tokens)  # noqa: E731
         return list(self._validated("marked", check, list(proposal["value"])))
-
-    def set_state(self, sync_data: dict[str, Any]) -> None:
-        """State from the browser: a refused value becomes ``error`` instead of an exception."""
-        self._from_frontend = True
-        try:
-            super().set_state(sync_data)
-        finally:
-            self._from_frontend = False
 
     # -- answers ------------------------------------------------------------------------------------
     @traitlets.observe("neuron", "granularity", "sentences")

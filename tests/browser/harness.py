@@ -1,7 +1,7 @@
 """The machinery of the browser tests: a private JupyterLab server, notebooks written for it, and the page
 operations that open one, run it and report what its cells said.
 
-Three traps, each met here (see DESIGN.md §7):
+Three traps, each met here (see docs/architecture.md, "Browser tests"):
 
 - ``page.goto`` waits for ``domcontentloaded`` only: JupyterLab's ``load`` event may never come;
 - notebooks carry kernelspec metadata, else a kernel-picker dialog blocks "run all";

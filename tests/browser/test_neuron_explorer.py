@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from neuronwidgets.core import Concepts, align_concepts, annotate, extract_activations, load_model
-from neuronwidgets.core.offline import load_movie_snippets
+from neuronwidgets.core.models.offline import load_movie_snippets
 from neuronwidgets.widgets import AblationPanel, NeuronExplorer
 
 K = {k}

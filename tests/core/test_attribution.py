@@ -19,10 +19,11 @@ from neuronwidgets.core import (
     faithfulness_curves,
     load_model,
 )
-from neuronwidgets.core.addresses import parse_site
-from neuronwidgets.core.attribution import ScoreModule, get_method, prepare_text
-from neuronwidgets.core.conductance import site_attributions
-from neuronwidgets.core.hooks import site_target
+from neuronwidgets.core.attribution.conductance import site_attributions
+from neuronwidgets.core.attribution.methods import get_method
+from neuronwidgets.core.attribution.setup import ScoreModule, prepare_text
+from neuronwidgets.core.models.addresses import parse_site
+from neuronwidgets.core.models.hooks import site_target
 
 TOKEN_METHODS = [name for name, m in METHODS.items() if m.level == "token"]
 FAST = {"n_steps": 8, "n_samples": 4}

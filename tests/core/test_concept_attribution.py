@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuronwidgets.core.concept_attribution import (
+from neuronwidgets.core.concepts.alignment import ConceptAlignment
+from neuronwidgets.core.concepts.attribution import (
     NONE,
     NOT_ALIGNED,
     aggregate_by_concept,
     check_concept_ablation,
 )
-from neuronwidgets.core.concepts import ConceptAlignment
-from neuronwidgets.core.effects import measure_effect
-from neuronwidgets.core.interventions import Intervention
-from neuronwidgets.core.ranking import NeuronRanking
+from neuronwidgets.core.interventions.edits import Intervention
+from neuronwidgets.core.interventions.effects import measure_effect
+from neuronwidgets.core.results import NeuronRanking
 
 
 def hand_alignment() -> ConceptAlignment:

@@ -9,9 +9,10 @@ import pytest
 from synthetic_acts import make_activations, random_corpus
 
 from neuronwidgets.core import Corpus
-from neuronwidgets.core.activations import Activations, Chunk
-from neuronwidgets.core.concepts import Concepts, align_concepts, lexical_concepts, lexicon_sentiment
-from neuronwidgets.core.selection import top_activations
+from neuronwidgets.core.concepts.alignment import align_concepts
+from neuronwidgets.core.concepts.concepts import Concepts, lexical_concepts, lexicon_sentiment
+from neuronwidgets.core.concepts.selection import top_activations
+from neuronwidgets.core.store.activations import Activations, Chunk
 
 
 @pytest.fixture(scope="module")

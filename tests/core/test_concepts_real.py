@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from neuronwidgets.core import annotate, extract_activations
-from neuronwidgets.core.concepts import Concepts, align_concepts, lexicon_sentiment
-from neuronwidgets.core.formulas import explain_neurons
-from neuronwidgets.core.offline import load_movie_snippets
-from neuronwidgets.core.selection import top_activations
+from neuronwidgets.core.concepts.alignment import align_concepts
+from neuronwidgets.core.concepts.concepts import Concepts, lexicon_sentiment
+from neuronwidgets.core.concepts.formulas import explain_neurons
+from neuronwidgets.core.concepts.selection import top_activations
+from neuronwidgets.core.models.offline import load_movie_snippets
 
 pytestmark = pytest.mark.real_model
 
@@ -45,7 +46,7 @@ def test_minilm_has_punctuation_neurons_and_formulas(minilm) -> None:
 
 def test_concept_based_explanation_of_a_sentiment_prediction() -> None:
     from neuronwidgets.core import attribute_neurons, load_model
-    from neuronwidgets.core.concept_attribution import aggregate_by_concept, check_concept_ablation
+    from neuronwidgets.core.concepts.attribution import aggregate_by_concept, check_concept_ablation
 
     model = load_model("minilm-sentiment")
     snippets = load_movie_snippets()[:100]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from neuronwidgets.core import Corpus, annotate, as_corpus, load_conllu, load_parallel
-from neuronwidgets.core.corpus import feature_values
+from neuronwidgets.core.data.corpus import feature_values
 
 SAMPLE = """# sent_id = 1
 # text = I don't like it.

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from synthetic_acts import make_activations, random_corpus
 
-from neuronwidgets.core.concepts import Concepts
-from neuronwidgets.core.formulas import Formula, explain_neurons
-from neuronwidgets.core.selection import top_activations
+from neuronwidgets.core.concepts.concepts import Concepts
+from neuronwidgets.core.concepts.formulas import Formula, explain_neurons
+from neuronwidgets.core.concepts.selection import top_activations
 
 
 @pytest.fixture(scope="module")

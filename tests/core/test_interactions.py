@@ -14,7 +14,7 @@ from neuronwidgets.core import (
     attribute_interactions,
     load_model,
 )
-from neuronwidgets.core.interactions import merge_pairs
+from neuronwidgets.core.attribution.interactions import merge_pairs
 
 X = torch.tensor([[1.5, -2.0, 0.7, 0.3, 1.1]], dtype=torch.float64)
 

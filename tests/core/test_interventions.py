@@ -33,8 +33,8 @@ from neuronwidgets.core import (
     predict_logits,
     steering_values,
 )
-from neuronwidgets.core.interventions import SiteEdit
-from neuronwidgets.core.prefix import prefix_cache
+from neuronwidgets.core.interventions.edits import SiteEdit
+from neuronwidgets.core.interventions.prefix import prefix_cache
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "paris is the capital of france"]
 REFERENCE = ["a wonderful film about friendship", "numbers like 3.14 appear in text", "the lazy dog"]
@@ -312,7 +312,7 @@ def test_scale_one_is_bit_identical_and_scale_zero_is_zero(tiny_models, bert_hea
 
 def test_mean_mode_sets_the_reference_mean_and_caches_it(tiny_models, monkeypatch) -> None:
     h = tiny_models["llama"]
-    import neuronwidgets.core.extraction as extraction
+    import neuronwidgets.core.store.extraction as extraction
 
     sites = {"layer.0.mlp": 6, "layer.1.resid": 3}
     means = {
@@ -555,8 +555,8 @@ def test_compare_ablations_draws_from_the_same_sites(tiny_models) -> None:
 
 @pytest.mark.real_model
 def test_top_neurons_move_sentiment_more_than_random_ones(sentiment) -> None:
-    from neuronwidgets.core.addresses import Site
-    from neuronwidgets.core.hooks import site_hooks
+    from neuronwidgets.core.models.addresses import Site
+    from neuronwidgets.core.models.hooks import site_hooks
 
     texts = [
         "A wonderful, moving film with superb acting.",

@@ -18,7 +18,7 @@ from neuronwidgets.core import (
     faithfulness_curves,
     load_model,
 )
-from neuronwidgets.core.attribution import prepare_text
+from neuronwidgets.core.attribution.setup import prepare_text
 
 TEXT = "A wonderful, moving film"  # "A" is one token for every tiny tokenizer
 

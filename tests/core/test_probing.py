@@ -19,7 +19,7 @@ from neuronwidgets.core import (
     train_layerwise_probes,
     train_probe,
 )
-from neuronwidgets.core.activations import Chunk
+from neuronwidgets.core.store.activations import Chunk
 
 
 def planted(n_sent: int = 300, width: int = 24, seed: int = 0, noise: float = 0.6):

@@ -20,7 +20,7 @@ from neuronwidgets.core import (
     train_minimal_probe,
     train_probe,
 )
-from neuronwidgets.core.probing import Probe
+from neuronwidgets.core.probing.probes import Probe
 
 PLANTED = "layer.0.resid:13"
 

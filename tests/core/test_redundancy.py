@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from neuronwidgets.core import as_activations, cluster_neurons, train_redundancy_probes
-from neuronwidgets.core.redundancy import _cut, _union, nn_chain_linkage
+from neuronwidgets.core.probing.redundancy import _cut, _union, nn_chain_linkage
 
 
 def grouped(seed: int = 0, n: int = 3000):

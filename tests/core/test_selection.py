@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from synthetic_acts import make_activations, random_corpus
 
-from neuronwidgets.core.selection import quantile_samples, top_activations, word_types
-from neuronwidgets.core.streaming import NeuronSelection, StreamingTopK
+from neuronwidgets.core.concepts.selection import quantile_samples, top_activations, word_types
+from neuronwidgets.core.store.streaming import NeuronSelection, StreamingTopK
 
 SITES = {"layer.0.mlp": 7, "layer.1.resid": 5}
 

@@ -1,0 +1,195 @@
+"""Token × token interactions of a text: :func:`attribute_interactions` runs Integrated Hessians,
+Shapley-Taylor or Archipelago (:mod:`.interactions`) on a prepared text and returns
+:class:`TokenInteractions` (word pairs, phrases, a table and a plot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..models.loading import ModelHandle
+from .interactions import Archipelago, IntegratedHessians, ShapleyTaylorInteraction
+from .methods import _figure, _warn_delta, get_method, math_attention
+from .setup import prepare_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+# ------------------------------------------------------------------------------------------------
+# Text: token × token interactions
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenInteractions:
+    """Pairwise interactions between the tokens (or words) of one text, for one prediction.
+
+    - ``units``: the ``n`` content tokens (``level="token"``) or words (``"word"``);
+    - ``matrix``: float ``[n, n]``, symmetric, zero diagonal: each pair's interaction. Integrated
+      Hessians: ``Γ_ij + Γ_ji``; Shapley-Taylor: ``I_ij``; Archipelago: the ArchDetect strength (≥ 0,
+      squared, not on the output's scale);
+    - ``main``: float ``[n]``, each unit's own effect (``Γ_ii``; ``I_i``; Archipelago: inserting the
+      unit alone into the baseline);
+    - ``sets`` / ``set_scores``: Archipelago's merged unit sets and their ArchAttribute scores (empty
+      for the other methods);
+    - ``output_difference``: ``F(input) − F(baseline)``; ``delta``: for Integrated Hessians and
+      Shapley-Taylor, ``main.sum() + upper triangle of matrix − output_difference`` (completeness /
+      efficiency), else ``None``.
+    """
+
+    text: str
+    method: str
+    target: str
+    target_id: int
+    output: str
+    baseline: str
+    level: str
+    units: list[str]
+    matrix: np.ndarray
+    main: np.ndarray
+    sets: tuple[tuple[int, ...], ...]
+    set_scores: np.ndarray
+    output_difference: float
+    prob: float
+    delta: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def pairs(self) -> pd.DataFrame:
+        """Every pair ``i < j``, strongest (by absolute value) first."""
+        n = len(self.units)
+        iu, ju = np.triu_indices(n, 1)
+        scores = self.matrix[iu, ju]
+        order = np.argsort(-np.abs(scores), kind="stable")
+        return pd.DataFrame(
+            {
+                "i": iu[order],
+                "j": ju[order],
+                "unit_i": [self.units[k] for k in iu[order]],
+                "unit_j": [self.units[k] for k in ju[order]],
+                "interaction": scores[order],
+            }
+        ).reset_index(drop=True)
+
+    def top_pairs(self, k: int = 5) -> list[tuple[str, str, float]]:
+        """The ``k`` strongest pairs as ``(unit_i, unit_j, interaction)``."""
+        df = self.pairs().head(k)
+        return [(r.unit_i, r.unit_j, float(r.interaction)) for r in df.itertuples()]
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.pairs()
+
+    def plot(self, ax: Any = None) -> Figure:
+        """Heatmap of the pair matrix (diverging colours, zero white)."""
+        n = len(self.units)
+        fig, ax = _figure(ax, (max(3.5, 0.45 * n + 1.5), max(3.0, 0.45 * n + 1.0)))
+        lim = float(np.abs(self.matrix).max()) or 1.0
+        im = ax.imshow(self.matrix, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(n), self.units, rotation=60, ha="right")
+        ax.set_yticks(range(n), self.units)
+        ax.set_title(f"{self.method} → {self.target!r} (p={self.prob:.3f})")
+        fig.colorbar(im, ax=ax, label="interaction")
+        fig.tight_layout()
+        return fig
+
+    def __repr__(self) -> str:
+        top = ", ".join(f"({a!r}, {b!r}): {s:+.3g}" for a, b, s in self.top_pairs(3))
+        return (
+            f"TokenInteractions({self.method} → {self.target!r}, {len(self.units)} {self.level}s, top {top})"
+        )
+
+
+def attribute_interactions(
+    model: ModelHandle | str,
+    text: str,
+    method: str = "integrated-hessians",
+    target: str | int | None = None,
+    *,
+    level: str = "token",
+    output: str = "prob",
+    baseline: str | int = "pad",
+    keep_first: bool | str = "auto",
+    n_steps: int = 64,
+    n_samples: int | None = 10,
+    threshold: float = 0.1,
+    max_pairs: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    delta_tolerance: float = 0.05,
+) -> TokenInteractions:
+    """Pairwise interactions between the tokens (``level="token"``) or words (``"word"``) of ``text`` for
+    one prediction: ``"integrated-hessians"`` (default), ``"shapley-taylor"`` or ``"archipelago"``.
+
+    Each unit is switched between its input and baseline embeddings (special tokens stay), so
+    interactions say how two units' effects on the output depend on each other (e.g. "not" and "bad").
+    ``n_steps``: Integrated Hessians' path points (each costs one second-order backward pass per unit);
+    ``n_samples``: Shapley-Taylor permutations (``None``: exact, up to 14 units); ``threshold`` /
+    ``max_pairs``: Archipelago's merging. Target, output, baseline and ``keep_first`` as in
+    :func:`~neuronwidgets.core.attribute_tokens` (a kept first token is no unit at token level; at word
+    level a word made only of it switches nothing, so its interactions are 0).
+    """
+    m = get_method(method, "interaction")
+    setup = prepare_text(model, text, target, output=output, baseline=baseline, keep_first=keep_first)
+    units = setup.units(level)
+    n = len(units)
+    f = setup.unit_function(level)
+    ones = torch.ones(1, n, dtype=setup.embeds.dtype, device=setup.embeds.device)
+    zeros = torch.zeros_like(ones)
+    ends = setup.evaluate(torch.cat([ones, zeros]), level)
+    diff = float(ends[0] - ends[1])
+    sets: tuple[tuple[int, ...], ...] = ()
+    set_scores = np.zeros(0)
+    delta: float | None = None
+    params: dict[str, Any] = {"keep_first": setup.kept_first}
+    if m.name == "integrated-hessians":
+        with math_attention():  # second derivatives through attention need the math kernel
+            gam = IntegratedHessians(f).attribute(
+                ones, zeros, n_steps=n_steps, internal_batch_size=batch_size
+            )
+        g = gam[0].numpy()
+        matrix = g + g.T
+        np.fill_diagonal(matrix, 0.0)
+        main = np.diag(g).copy()
+        delta = float(g.sum() - diff)
+        _warn_delta(delta, diff, delta_tolerance, "n_steps", n_steps)
+        params["n_steps"] = n_steps
+    elif m.name == "shapley-taylor":
+        st = (
+            ShapleyTaylorInteraction(lambda mm: setup.scores(setup.mixed(mm, level)))
+            .attribute(ones, zeros, n_samples=n_samples, perturbations_per_eval=batch_size, seed=seed)[0]
+            .numpy()
+        )
+        main = np.diag(st).copy()
+        matrix = st.copy()
+        np.fill_diagonal(matrix, 0.0)
+        delta = float(main.sum() + np.triu(matrix, 1).sum() - diff)
+        params["n_samples"] = n_samples
+    else:
+        arch = Archipelago(f).attribute(
+            ones, zeros, threshold=threshold, max_pairs=max_pairs, perturbations_per_eval=batch_size
+        )
+        matrix = arch.strengths[0].numpy()
+        groups = arch.groups[0].numpy()
+        sets = tuple(tuple(int(i) for i in np.flatnonzero(groups == k)) for k in range(int(groups.max()) + 1))
+        set_scores = np.array([float(arch.attributions[0, s[0]]) for s in sets])
+        singles = setup.evaluate(torch.cat([zeros, torch.eye(n).to(ones)]), level, batch_size)
+        main = (singles[1:] - singles[0]).double().cpu().numpy()
+        params.update(threshold=threshold, max_pairs=max_pairs)
+    return TokenInteractions(
+        **setup.explained(),
+        method=m.name,
+        level=level,
+        units=units,
+        matrix=matrix,
+        main=main,
+        sets=sets,
+        set_scores=set_scores,
+        output_difference=diff,
+        delta=delta,
+        params=params,
+    )

