@@ -192,7 +192,7 @@ def test_bad_inputs_get_clear_errors(tiny_models) -> None:
 
 def test_no_hook_is_left_on_the_model_even_after_an_error(tiny_models, monkeypatch) -> None:
     m = tiny_models["gpt2"]
-    from neuronwidgets.core import extraction
+    from neuronwidgets.core.store import extraction
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
@@ -268,7 +268,7 @@ def test_interrupted_extraction_resumes_with_identical_results(tiny_models, tmp_
     data = _corpus(20)
     full = extract_activations(m, data, components="all", store=tmp_path / "full", chunk_sentences=4)
 
-    from neuronwidgets.core import activations as act_mod
+    from neuronwidgets.core.store import activations as act_mod
 
     real_write = act_mod.Chunk.write
     calls = {"n": 0}
