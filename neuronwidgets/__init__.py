@@ -32,6 +32,39 @@ _WIDGETS = {
 __all__ = [*_core_all, *sorted(_WIDGETS)]
 
 
+def enable() -> None:
+    """Show every result as its widget when it is a cell's value (see :mod:`neuronwidgets.extension`)."""
+    from .extension import enable as _enable
+
+    _enable()
+
+
+def disable() -> None:
+    """Undo :func:`enable`."""
+    from .extension import disable as _disable
+
+    _disable()
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext neuronwidgets``: results show as widgets, and the magics (:mod:`neuronwidgets.magics`)."""
+    from .extension import load_ipython_extension as _load
+
+    _load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """``%unload_ext neuronwidgets``."""
+    from .extension import unload_ipython_extension as _unload
+
+    _unload(ip)
+
+
+def __dir__() -> list[str]:
+    """Module attributes plus the lazily imported widgets, so tab completion lists them."""
+    return sorted({*globals(), *_WIDGETS})
+
+
 def __getattr__(name: str) -> Any:
     if name in _WIDGETS:
         from . import widgets
