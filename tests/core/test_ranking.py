@@ -173,8 +173,9 @@ def test_ablation_curves_and_minimal_subset_on_planted_data() -> None:
     acts, labels = planted_data(seed=1)
     result = train_probe(acts, labels, baselines=True, control=False)
     ranking = rank_weight_mass(result)
-    abl = evaluate_ranking(result, ranking, acts, labels, percents=(2.5, 5, 50, 100), draws=4)
-    assert abl.counts.tolist() == [1, 2, 20, 40]
+    # mean-ablation: the offset neurons (+50) stay neutral when ablated
+    abl = evaluate_ranking(result, ranking, acts, labels, percents=(2.5, 5, 50, 100), draws=4, ablation="mean")
+    assert abl.ablation == "mean" and abl.counts.tolist() == [1, 2, 20, 40]
     assert abl.keep_top[0] > 0.8 > abl.keep_bottom[0]  # the planted neuron alone does the job
     assert abl.zero_top[0] < 0.5 < abl.zero_bottom[0]  # and removing it breaks the probe
     assert abl.keep_top[-1] == pytest.approx(abl.full) and abl.zero_top[-1] <= 0.5
@@ -191,10 +192,51 @@ def test_ablation_curves_and_minimal_subset_on_planted_data() -> None:
     assert isinstance(minimal.plot(), Figure) and len(minimal.to_frame()) == len(minimal.sizes)
     with pytest.raises(ValueError, match="percents"):
         evaluate_ranking(result, ranking, acts, labels, percents=(0, 10))
+    with pytest.raises(ValueError, match="ablation must be one of"):
+        evaluate_ranking(result, ranking, acts, labels, ablation="none")
+    with pytest.raises(ValueError, match="draws must be an int"):
+        evaluate_ranking(result, ranking, acts, labels, draws=2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ranking must be a NeuronRanking"):
+        evaluate_ranking(result, list(ranking), acts, labels)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not in this ranking"):
         evaluate_ranking(result, ranking.top(5), acts, labels)
     with pytest.raises(ValueError, match="target"):
         train_minimal_probe(acts, labels, ranking, target=1.5)
+
+
+def test_zero_ablation_is_the_default_and_equals_zeroing_raw_inputs() -> None:
+    """Zero-ablation (NeuroX, Dalvi et al. 2019) checked against an independent computation: the probe
+    folded into raw-input weights, the ablated raw activations set to 0, the argmax accuracy counted."""
+    acts, labels = planted_data(seed=2)
+    result = train_probe(acts, labels, baselines=False, control=False)
+    ranking = rank_weight_mass(result)
+    abl = evaluate_ranking(result, ranking, acts, labels, percents=(5, 25, 50), draws=2, seed=3)
+    assert abl.ablation == "zero"
+    probe = result.probe
+    w = probe.weight.astype(np.float64) / probe.scale.astype(np.float64)  # raw-input weights [C, F]
+    b = probe.bias.astype(np.float64) - w @ probe.mean.astype(np.float64)
+    _, _, te = result.split.rows(acts.offsets)
+    x = acts.matrix()[te].astype(np.float64)
+    y = np.searchsorted(np.asarray(probe.classes), labels[te])
+    order = probe.feature_index(ranking.neurons)
+
+    def acc(keep: np.ndarray) -> float:
+        xz = np.where(keep[None, :], x, 0.0)
+        return float(((xz @ w.T + b).argmax(1) == y).mean())
+
+    f = probe.num_features
+    perm = np.random.default_rng(3).permutation(f)  # the first of the evaluation's random draws
+    for i, k in enumerate(abl.counts):
+        top = np.isin(np.arange(f), order[:k])
+        bottom = np.isin(np.arange(f), order[f - k :])
+        rand = np.isin(np.arange(f), perm[:k])
+        assert abl.keep_top[i] == pytest.approx(acc(top), abs=1e-3)
+        assert abl.keep_bottom[i] == pytest.approx(acc(bottom), abs=1e-3)
+        assert abl.zero_top[i] == pytest.approx(acc(~top), abs=1e-3)
+        assert abl.zero_bottom[i] == pytest.approx(acc(~bottom), abs=1e-3)
+        assert abl.keep_random[0, i] == pytest.approx(acc(rand), abs=1e-3)
+        assert abl.zero_random[0, i] == pytest.approx(acc(~rand), abs=1e-3)
+    assert abl.full == pytest.approx(acc(np.ones(f, dtype=bool)), abs=1e-3)
 
 
 def test_ranking_errors() -> None:

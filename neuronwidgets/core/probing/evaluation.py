@@ -7,9 +7,11 @@
 - :func:`train_minimal_probe` (Durrani et al. 2020): the smallest number of top-ranked neurons whose
   retrained probe recovers a share (default 97 %) of the full probe's accuracy.
 
-Ablating a probe input sets its standardised value to 0, i.e. to its training mean (the probe's weights
-for it are zeroed): a neutral value rather than a raw 0, which for a residual stream with large offsets
-would be far outside the data.
+Ablating a probe input sets its raw activation to 0 by default (``ablation="zero"``), as NeuroX's
+``zero_out_activations_keep_neurons`` and Dalvi et al. (2019) do, so the curves compare with the
+literature. ``ablation="mean"`` sets it to its training mean instead (its standardised value to 0): a
+neutral value rather than a raw 0, which for a residual stream with large offsets can be far outside the
+data; top-vs-random gaps are smaller under it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PERCENTS = (1, 2, 5, 10, 20, 30, 50, 75, 100)
 SELECTIONS = ("top", "random", "bottom")
+ABLATIONS = ("zero", "mean")
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +48,8 @@ class RankingAblation:
     accuracy when only the selected neurons are kept; ``zero_*``: when the selected neurons are ablated.
     ``*_top`` / ``*_bottom``: float64 ``[K]``; ``*_random``: float64 ``[draws, K]`` (nested random
     selections, one permutation per draw). ``full``: the probe with every neuron; ``majority``: the
-    majority-class baseline. Accuracy is Pearson's r for regression probes.
+    majority-class baseline. Accuracy is Pearson's r for regression probes. ``ablation``: what an ablated
+    neuron was set to, ``"zero"`` (raw 0) or ``"mean"`` (its training mean).
     """
 
     method: str
@@ -61,6 +65,7 @@ class RankingAblation:
     majority: float = math.nan
     part: str = "test"
     meta: Mapping[str, Any] = field(default_factory=dict)
+    ablation: str = "zero"
 
     def curve(self, mode: str, selection: str) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, std)`` accuracy over ``percents`` for ``mode`` in keep/zero and a selection."""
@@ -132,17 +137,30 @@ def evaluate_ranking(
     draws: int = 5,
     seed: int = 0,
     part: str = "test",
+    ablation: str = "zero",
 ) -> RankingAblation:
     """Accuracy of ``result``'s probe keeping only, or ablating, the top / random / bottom k % of its
     neurons by ``ranking``, on the ``part`` ("test" or "dev") rows of its split (no retraining: this
-    measures what the trained probe relies on)."""
+    measures what the trained probe relies on).
+
+    ``ablation``: ``"zero"`` (default; NeuroX and Dalvi et al. 2019) sets an ablated neuron's raw
+    activation to 0; ``"mean"`` sets it to its training mean."""
+    if not isinstance(result, ProbeResult):
+        raise TypeError(f"result must be a ProbeResult (from train_probe), got {type(result).__name__}")
+    if not isinstance(ranking, NeuronRanking):
+        raise TypeError(f"ranking must be a NeuronRanking, got {type(ranking).__name__}")
     probe = result.probe
     if part not in ("test", "dev"):
         raise ValueError(f"part must be 'test' or 'dev', got {part!r}")
-    if int(draws) < 1:
-        raise ValueError(f"draws must be at least 1, got {draws}")
-    pcts = np.asarray([float(p) for p in percents], dtype=np.float64)
-    if len(pcts) == 0 or (pcts <= 0).any() or (pcts > 100).any():
+    if ablation not in ABLATIONS:
+        raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or int(draws) < 1:
+        raise ValueError(f"draws must be an int of at least 1, got {draws!r}")
+    try:
+        pcts = np.asarray([float(p) for p in percents], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"percents must be numbers in (0, 100], got {percents!r}") from None
+    if len(pcts) == 0 or not np.isfinite(pcts).all() or (pcts <= 0).any() or (pcts > 100).any():
         raise ValueError(f"percents must be in (0, 100], got {list(percents)}")
     pcts = np.unique(pcts)
     ranked = ranking.restrict(probe.features)
@@ -156,7 +174,7 @@ def evaluate_ranking(
     x = Design(activations, neurons=list(probe.features)).matrix(rows)
     with compute_threads(x.size):
         return _ablation_curves(
-            result, ranking, probe, x, enc.y[rows], order, counts, pcts, int(draws), seed, part
+            result, ranking, probe, x, enc.y[rows], order, counts, pcts, int(draws), seed, part, ablation
         )
 
 
@@ -172,22 +190,34 @@ def _ablation_curves(
     draws: int,
     seed: int,
     part: str,
+    ablation: str,
 ) -> RankingAblation:
     f = probe.num_features
-    z = torch.from_numpy(((x - probe.mean) / probe.scale).astype(np.float32))
+    mean = np.asarray(probe.mean, dtype=np.float64)
+    scale = np.asarray(probe.scale, dtype=np.float64)
+    z = torch.from_numpy(((x - mean) / scale).astype(np.float32))
     w = torch.from_numpy(probe.weight.astype(np.float32))  # [C, F]
+    # the standardised value an ablated neuron takes: 0 for its training mean, (0 - mean) / scale for raw 0
+    z0 = torch.from_numpy((np.zeros(f) if ablation == "mean" else -mean / scale).astype(np.float32))
+    contrib_all = z @ w.T
+    contrib_ablated = w @ z0  # [C]: every neuron ablated
     bias = torch.from_numpy(probe.bias.astype(np.float32))
-    contrib_all = z @ w.T + bias
 
     def part_of(sel: np.ndarray) -> torch.Tensor:
         s = torch.from_numpy(sel)
         return z[:, s] @ w[:, s].T
 
+    def ablated_of(sel: np.ndarray) -> torch.Tensor:
+        s = torch.from_numpy(sel)
+        return w[:, s] @ z0[s]
+
     def acc_keep(sel: np.ndarray) -> float:
-        return _metric(probe.task, y, (part_of(sel) + bias).numpy(), probe.classes, probe)
+        out = part_of(sel) + (contrib_ablated - ablated_of(sel)) + bias
+        return _metric(probe.task, y, out.numpy(), probe.classes, probe)
 
     def acc_zero(sel: np.ndarray) -> float:
-        return _metric(probe.task, y, (contrib_all - part_of(sel)).numpy(), probe.classes, probe)
+        out = contrib_all - part_of(sel) + ablated_of(sel) + bias
+        return _metric(probe.task, y, out.numpy(), probe.classes, probe)
 
     rng = np.random.default_rng(seed)
     perms = [rng.permutation(f) for _ in range(int(draws))]
@@ -201,7 +231,7 @@ def _ablation_curves(
         for d, perm in enumerate(perms):
             k_rand[d, i] = acc_keep(perm[:k])
             z_rand[d, i] = acc_zero(perm[:k])
-    full = _metric(probe.task, y, contrib_all.numpy(), probe.classes, probe)
+    full = _metric(probe.task, y, (contrib_all + bias).numpy(), probe.classes, probe)
     return RankingAblation(
         method=ranking.method,
         percents=pcts,
@@ -216,6 +246,7 @@ def _ablation_curves(
         majority=result.majority if part == "test" else math.nan,
         part=part,
         meta={"draws": int(draws), "seed": seed},
+        ablation=ablation,
     )
 
 
