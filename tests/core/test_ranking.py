@@ -174,7 +174,9 @@ def test_ablation_curves_and_minimal_subset_on_planted_data() -> None:
     result = train_probe(acts, labels, baselines=True, control=False)
     ranking = rank_weight_mass(result)
     # mean-ablation: the offset neurons (+50) stay neutral when ablated
-    abl = evaluate_ranking(result, ranking, acts, labels, percents=(2.5, 5, 50, 100), draws=4, ablation="mean")
+    abl = evaluate_ranking(
+        result, ranking, acts, labels, percents=(2.5, 5, 50, 100), draws=4, ablation="mean"
+    )
     assert abl.ablation == "mean" and abl.counts.tolist() == [1, 2, 20, 40]
     assert abl.keep_top[0] > 0.8 > abl.keep_bottom[0]  # the planted neuron alone does the job
     assert abl.zero_top[0] < 0.5 < abl.zero_bottom[0]  # and removing it breaks the probe

@@ -185,6 +185,11 @@ def as_corpus(data: Corpus | str | Sequence[str] | Sequence[Sequence[str]]) -> C
         return Corpus.from_texts(list(data))  # type: ignore[arg-type]
     if all(isinstance(t, (list, tuple)) for t in data):
         return Corpus.from_words(data)
+    for i, t in enumerate(data):
+        if not isinstance(t, (str, list, tuple)):
+            raise TypeError(
+                f"data[{i}] is {t!r} ({type(t).__name__}): every item must be a text (str) or a list of words"
+            )
     raise TypeError("mixed input: pass either strings or lists of words, not both")
 
 
@@ -208,6 +213,8 @@ def load_conllu(
     path = Path(path)
     if not path.exists():
         raise ValueError(f"CoNLL-U file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"path must be a CoNLL-U file, but {path} is a folder (or not a regular file)")
     cols = list(columns) if columns is not None else list(CONLLU_COLUMNS)
     for c in cols:
         if c not in CONLLU_COLUMNS:
@@ -228,10 +235,21 @@ def load_conllu(
     return Corpus.from_words(words, labels, name=path.name)
 
 
+def _utf8_lines(path: Path, f: Iterable[str]) -> Iterator[tuple[int, str]]:
+    lineno = 0
+    try:
+        for lineno, line in enumerate(f, 1):
+            yield lineno, line
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{path} is not a UTF-8 text file (undecodable bytes in line {lineno + 1}): a CoNLL-U file is UTF-8 text"
+        ) from None
+
+
 def _conllu_sentences(path: Path) -> Iterable[list[list[str]]]:
     rows: list[list[str]] = []
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, line in _utf8_lines(path, f):
             line = line.rstrip("\n")
             if not line.strip():
                 if rows:

@@ -86,15 +86,21 @@ class Intervention:
             vals = ()
         elif values is None:
             raise ValueError(f"mode {mode!r} needs a {what} per neuron (or one for all)")
-        elif isinstance(values, (int, float, np.floating, np.integer)):
+        elif isinstance(values, (int, float, np.floating, np.integer)) and not isinstance(values, bool):
             vals = (float(values),) * len(names)
         else:
-            vals = tuple(float(v) for v in values)
+            vals = tuple(_number(v, what) for v in _values_list(values, what))
         if mode in ("value", "scale") and len(vals) != len(names):
             raise ValueError(f"got {len(vals)} {what}s for {len(names)} neurons: give one per neuron")
         bad = [n for n, v in zip(names, vals) if not math.isfinite(v)]
         if bad:
             raise ValueError(f"the {what} for {bad[0]} is not a finite number")
+        big = [(n, v) for n, v in zip(names, vals) if abs(v) > FLOAT32_MAX]
+        if big:
+            raise ValueError(
+                f"the {what} for {big[0][0]} is {big[0][1]:g}, beyond float32's largest number "
+                f"({FLOAT32_MAX:.3g}): the model computes in float32 or narrower, so it would become inf/NaN"
+            )
         if isinstance(reference, str):
             raise TypeError("reference must be a list of texts, not one string")
         ref = tuple(reference or ())
@@ -127,12 +133,12 @@ class Intervention:
     @classmethod
     def set(cls, values: NeuronValues) -> Intervention:
         """Set each neuron to its value (e.g. from :func:`steering_values`)."""
-        return cls(_names(values), "value", [float(v) for v in values.values()])
+        return cls(_names(values), "value", [_number(v, "value") for v in _mapping(values).values()])
 
     @classmethod
     def scale(cls, factors: NeuronValues) -> Intervention:
         """Multiply each neuron by its factor: a panel's slider state ``{neuron: factor}``."""
-        return cls(_names(factors), "scale", [float(v) for v in factors.values()])
+        return cls(_names(factors), "scale", [_number(v, "factor") for v in _mapping(factors).values()])
 
     # -- serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -162,9 +168,41 @@ class Intervention:
         return f"Intervention({self.mode}: {shown}{more}{ref})"
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _values_list(values: Any, what: str) -> list[Any]:
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{what}s must be numbers, got the string {values!r}: pass e.g. 0.0, not '0.0'")
+    if isinstance(values, Mapping):
+        raise TypeError(f"{what}s must be numbers or a list of numbers here, got a dict")
+    try:
+        return list(values)
+    except TypeError:
+        raise TypeError(
+            f"{what}s must be a number or a list of numbers, got {type(values).__name__}"
+        ) from None
+
+
+def _number(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise TypeError(f"each {what} must be a number, got {v!r} ({type(v).__name__})")
+    return float(v)
+
+
+def _mapping(values: Any) -> Mapping[Any, Any]:
+    if not isinstance(values, Mapping):
+        raise TypeError(f"expected a dict neuron → number, got {type(values).__name__}")
+    return values
+
+
 def _names(neurons: Any) -> tuple[str, ...]:
     if isinstance(neurons, (str, NeuronAddress)):
         neurons = [neurons]
+    if neurons is None or not isinstance(neurons, Iterable):
+        raise TypeError(
+            f"neurons must be a neuron address like 'layer.3.mlp:117' or a list of them, got {neurons!r}"
+        )
     return tuple(str(n) for n in neurons)
 
 
@@ -203,13 +241,29 @@ class SiteEdit:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         key = (x.dtype, x.device)
         if key not in self._cast:
-            self._cast[key] = (self.idx.to(x.device), self.a.to(x), self.b.to(x))
+            a, b = self.a.to(x), self.b.to(x)
+            for name, t, src in (("factor", a, self.a), ("value", b, self.b)):
+                bad = ~torch.isfinite(t)
+                if bool(bad.any()):
+                    i = int(bad.nonzero()[0, 0])
+                    raise ValueError(
+                        f"the {name} {float(src[i]):g} for neuron {int(self.idx[i])} of this site is not "
+                        f"representable in the model's dtype {x.dtype} (it becomes {float(t[i])}): use a "
+                        "smaller number"
+                    )
+            self._cast[key] = (self.idx.to(x.device), a, b)
         idx, a, b = self._cast[key]
         y = x.clone()
         if self.sets:
             y[..., idx] = b.expand(*x.shape[:-1], len(b))
         else:
-            y[..., idx] = x[..., idx] * a + b
+            new = x[..., idx] * a + b
+            if not bool(torch.isfinite(new).all()) and bool(torch.isfinite(x[..., idx]).all()):
+                raise ValueError(
+                    f"scaling overflows {x.dtype}: a factor times an activation is beyond its largest number; "
+                    "use a smaller factor"
+                )
+            y[..., idx] = new
         return y
 
 
@@ -368,7 +422,7 @@ def ablate(
         if v is None:
             raise ValueError(f"mode {mode!r} needs {wanted}=: one number for all neurons, a list or a dict")
         if isinstance(v, Mapping):
-            lookup = {parse_neurons(k)[0].name: float(x) for k, x in v.items()}
+            lookup = {parse_neurons(k)[0].name: _number(x, wanted) for k, x in v.items()}
             canonical = [n.name for n in parse_neurons(names)]
             missing = [n for n in canonical if n not in lookup]
             if missing:

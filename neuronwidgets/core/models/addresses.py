@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 COMPONENTS: tuple[str, ...] = ("resid", "mlp")
 
-_SITE_RE = re.compile(r"^(?:(?P<embed>embed)|layer\.(?P<layer>\d+))\.(?P<component>[a-z_]+)$")
+_SITE_RE = re.compile(r"^(?:(?P<embed>embed)|layer\.(?P<layer>\d+))\.(?P<component>[a-z_]+)$", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)
@@ -96,7 +96,7 @@ def parse_neuron(text: str | NeuronAddress) -> NeuronAddress:
     if not isinstance(text, str):
         raise TypeError(f"a neuron address is a string such as 'layer.3.mlp:117', got {type(text).__name__}")
     site_text, sep, index_text = text.strip().rpartition(":")
-    if not sep or not index_text.isdigit():
+    if not sep or not (index_text.isascii() and index_text.isdigit()):
         raise ValueError(
             f"cannot parse neuron address {text!r}: expected '<site>:<index>', e.g. 'layer.3.mlp:117' "
             "or 'embed.resid:42'"

@@ -260,14 +260,16 @@ class ModelHandle:
     # -- predictions -----------------------------------------------------------------------------
     def logits(self, texts: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Output logits for a batch: ``[batch, labels]`` for classifiers, ``[batch, vocab]`` at the
-        predicted position for language models (last real token / first mask)."""
+        predicted position for language models (last real token / first mask). Computed without autograd:
+        the tensors are detached (attribution methods run the model themselves when they need gradients)."""
         if self.kind == "encoder":
             raise ValueError(
                 f"{self.name} is an encoder without a prediction head, so it has nothing to predict: use it to "
                 "extract activations, or load 'minilm-sentiment' (a classifier) or a causal/masked LM"
             )
         enc = self.encode(texts)
-        logits = self.model(**enc).logits
+        with torch.no_grad():
+            logits = self.model(**enc).logits
         if self.kind == "classifier":
             return logits, enc
         return logits[torch.arange(logits.shape[0]), self.positions(enc)], enc
@@ -287,6 +289,9 @@ class ModelHandle:
     def predict(self, text: str | Sequence[str], top_k: int = 5) -> Prediction | list[Prediction]:
         """Labelled probabilities: every class for a classifier, the ``top_k`` next (or masked) tokens
         for a language model. A list of texts gives a list of predictions."""
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or int(top_k) < 1:
+            raise ValueError(f"top_k must be a positive int (how many predictions to list), got {top_k!r}")
+        top_k = int(top_k)
         single = isinstance(text, str)
         texts: list[str] = [text] if isinstance(text, str) else list(text)
         with torch.inference_mode():

@@ -9,6 +9,7 @@ similarity all take their data through :class:`Design`.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -323,7 +324,14 @@ def encode_labels(
         if np.ptp(y) == 0:
             raise ValueError("every regression label has the same value: there is nothing to predict")
         return EncodedLabels("regression", y, ())
-    strs = np.array([str(v) for v in arr.tolist()], dtype=object)
+    values = arr.tolist()
+    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
+    if missing:
+        raise ValueError(
+            f"labels must not be missing: label {missing[0]} is {values[missing[0]]!r} ({len(missing)} missing "
+            "in all); drop those rows or give them a class name such as 'none'"
+        )
+    strs = np.array([str(v) for v in values], dtype=object)
     if classes is None:
         cls = tuple(sorted(set(strs.tolist())))
         if len(cls) < 2:

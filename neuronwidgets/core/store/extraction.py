@@ -17,7 +17,7 @@ import hashlib
 import json
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,14 @@ def resolve_sites(
     if layers is None or layers == "all":
         layer_ids: list[int] = [-1, *range(n)]
     else:
-        raw = [layers] if isinstance(layers, (int, str)) else list(layers)
+        if isinstance(layers, (int, str, np.integer)):
+            raw = [layers]
+        elif isinstance(layers, Iterable):
+            raw = list(layers)
+        else:
+            raise ValueError(
+                f"layers must be None/'all', an int, 'embed' or a list of them, got {layers!r} ({type(layers).__name__})"
+            )
         if not raw:
             raise ValueError("no layers given: pass layers=None for all, or a list such as [0, 3, 'embed']")
         layer_ids = []
@@ -128,8 +135,22 @@ def extract_activations(
         raise ValueError(f"unknown aggregation {aggregation!r}: choose from {', '.join(AGGREGATIONS)}")
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-    if chunk_sentences < 1 or batch_size < 1:
-        raise ValueError("chunk_sentences and batch_size must be at least 1")
+    for name, v in (
+        ("chunk_sentences", chunk_sentences),
+        ("batch_size", batch_size),
+        ("max_batch_tokens", max_batch_tokens),
+    ):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r} ({type(v).__name__})")
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1
+    ):
+        raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
+    if store is not None:
+        if not isinstance(store, (str, Path)):
+            raise TypeError(f"store must be a folder path (str or Path), got {type(store).__name__}")
+        if Path(store).exists() and not Path(store).is_dir():
+            raise ValueError(f"store must be a folder, but {store} is a file: choose a folder path")
     sites = resolve_sites(handle, layers, components)
     limit = max_length or handle.max_length
     template = _special_template(handle)
