@@ -23,8 +23,8 @@ from neuronwidgets.core import (
     rank_weight_mass,
     train_probe,
 )
-from neuronwidgets.core.addresses import parse_neuron, parse_site
-from neuronwidgets.core.interventions import SiteEdit
+from neuronwidgets.core.interventions.edits import SiteEdit
+from neuronwidgets.core.models.addresses import parse_neuron, parse_site
 
 NEURON = "layer.0.mlp:1"
 
