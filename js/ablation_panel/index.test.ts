@@ -275,6 +275,29 @@ describe("AblationPanel view", () => {
     expect(model.lastRequest().id).toBe(6);
   });
 
+  it("labels the random series with the count Python answered, not the one the sliders showed before", () => {
+    show();
+    const randomAnswer = (id: number, drawn: string[]) =>
+      answer(id, [0.4, 0.5, 0.1], {
+        series: ["original", "current", "random"],
+        probs: encodeFloat32(new Float32Array([0.6, 0.3, 0.1, 0.4, 0.5, 0.1, 0.58, 0.32, 0.1]), [3, 3]),
+        effects: {
+          ...answer(id, [0.4, 0.5, 0.1]).effects,
+          random: { kl: 0.01, delta_prob: -0.02, prob: 0.58, top: "positive", top_prob: 0.58, flipped: false },
+        },
+        random_neurons: drawn,
+      });
+    const label = () => q<HTMLElement>('.nw-effect[data-series="random"] .nw-effect-name').textContent;
+    // panel.random_k = 3 from Python: its answer and its state arrive in one message
+    model.update({ random_k: 3, request_id: 5, prediction: randomAnswer(5, ["a:1", "a:2", "a:3"]) });
+    expect(label()).toBe("3 random off");
+    expect(q<HTMLElement>(".nw-randomk-value").textContent).toBe("3");
+    expect(q<HTMLElement>(".nw-status").textContent).toMatch(/With 3 random neurons off/);
+    // the answer first, the state after it (the order a kernel message may fire them in)
+    model.update({ prediction: randomAnswer(6, ["a:1", "a:2"]), random_k: 2, request_id: 6 });
+    expect(label()).toBe("2 random off");
+  });
+
   it("draws the panel anew when Python adds neurons (add_neurons), keeping the state it sent", () => {
     show();
     const extra = "layer.3.mlp:11";

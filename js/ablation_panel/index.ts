@@ -136,6 +136,14 @@ export function visibleLabel(label: string, kind: string): string {
   return show(lead) + core + show(trail);
 }
 
+/**
+ * How many random neurons the answer switched off: read from the answer itself, never from the sliders,
+ * which may not yet show the state Python set (Python's `random_k` arrives with, not before, its answer).
+ */
+export function randomCount(ans: Pick<Answer, "random_neurons">): number {
+  return ans.random_neurons?.length ?? 0;
+}
+
 /** Leading neurons switched off (the "top k off" the state amounts to). */
 export function leadingOff(scales: ArrayLike<number>): number {
   let k = 0;
@@ -368,14 +376,14 @@ function renderPanel({ model, el }: { model: Model; el: HTMLElement }): () => vo
   const labelEl = (cls: string, label: string) =>
     h("span", cls, { "data-label": label, title: JSON.stringify(label) }, visibleLabel(label, kind));
 
-  const effectLine = (name: string, effect: Effect, target: string) => {
+  const effectLine = (ans: Answer, name: string, effect: Effect, target: string) => {
     const line = h("div", "nw-effect", {
       "data-series": name,
       "data-kl": String(effect.kl),
       "data-delta-prob": String(effect.delta_prob),
       "data-flipped": String(effect.flipped),
     });
-    const head = h("span", "nw-effect-name", {}, name === "random" ? `${local.random_k} random off` : "Now");
+    const head = h("span", "nw-effect-name", {}, name === "random" ? `${randomCount(ans)} random off` : "Now");
     const top = h("span", "nw-effect-top");
     top.append(labelEl("nw-label", effect.top), ` ${formatPercent(effect.top_prob)}`);
     if (effect.flipped) top.append(h("span", "nw-flipped", {}, "changed"));
@@ -446,7 +454,7 @@ function renderPanel({ model, el }: { model: Model; el: HTMLElement }): () => vo
     originalTop.append(labelEl("nw-label", ans.target), ` ${formatPercent(p0 >= 0 ? probs[p0] : NaN)}`);
     original.append(h("span", "nw-effect-name", {}, "Original"), originalTop, h("span", "nw-effect-numbers"));
     lines.push(original);
-    for (const s of series) if (ans.effects[s]) lines.push(effectLine(s, ans.effects[s], ans.target));
+    for (const s of series) if (ans.effects[s]) lines.push(effectLine(ans, s, ans.effects[s], ans.target));
     summary.replaceChildren(...lines);
 
     const frag = doc.createDocumentFragment();
@@ -479,7 +487,7 @@ function renderPanel({ model, el }: { model: Model; el: HTMLElement }): () => vo
     let text = `Prediction now ${cur.top} ${formatPercent(cur.top_prob)}`;
     text += cur.flipped ? `, changed from ${ans.target}` : `, unchanged`;
     text += `; ${ans.target} ${formatSigned(cur.delta_prob)}, KL ${formatShort(cur.kl)}.`;
-    if (ans.effects.random) text += ` With ${local.random_k} random neurons off: ${ans.effects.random.top}, KL ${formatShort(ans.effects.random.kl)}.`;
+    if (ans.effects.random) text += ` With ${randomCount(ans)} random neurons off: ${ans.effects.random.top}, KL ${formatShort(ans.effects.random.kl)}.`;
     if (ans.error) text = `Error: ${ans.error}`;
     if (text !== lastAnnounced) {
       status.textContent = text;
@@ -491,11 +499,12 @@ function renderPanel({ model, el }: { model: Model; el: HTMLElement }): () => vo
     const ans = model.get("prediction");
     if (!ans || typeof ans.request_id !== "number") return;
     if (live.answer(ans.request_id) === "stale") return;
+    // the state answered is the model's (Python may have refused a state or set one itself): read it
+    // before drawing the answer, so nothing drawn from `local` lags one answer behind
+    if (live.settled) readModelState();
     drawAnswer(ans);
     prediction.setAttribute("aria-busy", String(live.busy));
     if (live.settled) {
-      // the state answered is the model's (Python may have refused a state or set one itself)
-      readModelState();
       drawControls();
       announce(ans);
     }
