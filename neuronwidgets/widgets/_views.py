@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets
+import numpy as np
 import traitlets
 
 from ..core import ModelHandle, get_method
@@ -42,6 +44,71 @@ def target_options(handle: ModelHandle, text: str, explained: Any, n_targets: in
     if explained.target_id not in [v for _, v in out]:
         out.append((f"{explained.target!r} (p={explained.prob:.3f})", explained.target_id))
     return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The model's own prediction for a text and, when the true label is known, whether it is right.
+
+    ``predicted`` / ``predicted_id`` / ``prob``: the top class (or next token) and its probability;
+    ``label`` / ``label_id``: the true label given by the user (``None``: not given).
+    """
+
+    predicted: str
+    predicted_id: int
+    prob: float
+    label: str | None = None
+    label_id: int | None = None
+
+    @property
+    def correct(self) -> bool | None:
+        """``True`` / ``False`` when the true label is known, else ``None``."""
+        return None if self.label_id is None else self.label_id == self.predicted_id
+
+    def text(self) -> str:
+        """One line: what the model predicts and, with a true label, whether that is right."""
+        line = f"the model predicts {self.predicted!r} (p = {self.prob:.3f})"
+        if self.correct is None:
+            return line
+        if self.correct:
+            return f"{line}, the true label: correct"
+        return f"{line}, but the true label is {self.label!r}: this prediction is WRONG"
+
+
+def prediction_verdict(handle: ModelHandle, text: str, label: str | int | None = None) -> Verdict:
+    """The model's top prediction for ``text`` and, given the true ``label`` (a class name or index of a
+    classifier; a one-token string or a token id of a language model), whether it is right."""
+    pred = handle.predict(text, top_k=1)
+    assert not isinstance(pred, list)
+    verdict = Verdict(str(pred.labels[0]), int(pred.ids[0]), float(pred.probs[0]))
+    if label is None:
+        return verdict
+    if isinstance(label, bool) or not isinstance(label, (str, int, np.integer)):
+        raise TypeError(f"label must be the true class (a name or an index) or None, got {label!r}")
+    n = len(handle.labels) if handle.kind == "classifier" else len(handle.tokenizer)
+    if isinstance(label, str):
+        if handle.kind == "classifier":
+            if label not in handle.labels:
+                raise ValueError(
+                    f"label {label!r} is not a class of {handle.name}: choose from {handle.labels}"
+                )
+            idx = handle.labels.index(label)
+        else:
+            ids = handle.tokenizer.encode(label, add_special_tokens=False)
+            if len(ids) != 1:
+                raise ValueError(
+                    f"label {label!r} is {len(ids)} tokens for {handle.name}: give the one true next token "
+                    "(mind the leading space, e.g. ' Paris') or its id"
+                )
+            idx = int(ids[0])
+    else:
+        idx = int(label)
+        if not 0 <= idx < n:
+            raise ValueError(
+                f"label index {idx} is out of range: {handle.name} has {n} outputs (0 … {n - 1})"
+            )
+    name = handle.labels[idx] if handle.kind == "classifier" else handle.tokenizer.decode([idx])
+    return Verdict(verdict.predicted, verdict.predicted_id, verdict.prob, name, idx)
 
 
 def status_html(*lines: str, warnings: list[str] | None = None, error: str = "", busy: bool = False) -> str:

@@ -38,7 +38,15 @@ from ..core import (
     get_method,
 )
 from ._export import save_html
-from ._views import ChoiceView, check_choice_args, result_label, status_html, target_options
+from ._views import (
+    ChoiceView,
+    Verdict,
+    check_choice_args,
+    prediction_verdict,
+    result_label,
+    status_html,
+    target_options,
+)
 from .ablation_panel import AblationPanel
 from .matrix_view import MatrixView
 from .neuron_table import NeuronTable
@@ -103,6 +111,9 @@ class AttributionView(ChoiceView):
       so methods can be compared on this very example.
     - ``method_options``: keyword arguments per method, passed to ``attribute_tokens`` (e.g.
       ``{"kernel-shap": {"n_samples": 400}}``).
+    - ``label``: the true label of ``text``, if known (a class name or index; a next token or its id).
+      The status line then says whether the model's prediction is right, and flags a wrong one: an
+      explanation of a wrong prediction explains the mistake. :attr:`verdict` gives it in Python.
 
     Read what is shown from :attr:`attribution`, :attr:`layer_attribution` and :attr:`neuron_ranking`;
     change it with the ``method``, ``target`` and ``level`` traits (or the pickers);
@@ -129,6 +140,7 @@ class AttributionView(ChoiceView):
         panel: AblationPanel | None = None,
         faithfulness: bool = True,
         n_random: int = 10,
+        label: str | int | None = None,
     ) -> None:
         handle = as_handle(model, "AttributionView(load_model('minilm-sentiment'), text)")
         if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
@@ -154,6 +166,7 @@ class AttributionView(ChoiceView):
 
         # first computation: validates text, target and method, and gives the target list
         first = self._shown = self._compute(method, target, level, None)
+        self._verdict = prediction_verdict(handle, text, label)
 
         # -- children ---------------------------------------------------------------------------------
         controls = self._make_pickers(
@@ -219,6 +232,12 @@ class AttributionView(ChoiceView):
     @property
     def text(self) -> str:
         return self._text
+
+    @property
+    def verdict(self) -> Verdict:
+        """The model's prediction for the text and, given ``label=``, whether it is right
+        (``verdict.correct``: ``True``, ``False``, or ``None`` without a label)."""
+        return self._verdict
 
     @property
     def attribution(self) -> TokenAttribution:
@@ -354,7 +373,11 @@ class AttributionView(ChoiceView):
         lines = [_status_text(shown.attr)]
         if shown.faith is not None:
             lines.append(_faithfulness_text(shown.faith))
-        self.status.value = status_html(*lines, warnings=shown.warnings, error=error)
+        verdict = self._verdict.text()
+        if self._verdict.correct is False:  # a warning: an explanation of a mistake must say so
+            self.status.value = status_html(*lines, warnings=[verdict, *shown.warnings], error=error)
+        else:
+            self.status.value = status_html(verdict, *lines, warnings=shown.warnings, error=error)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -246,3 +246,26 @@ def test_masked_lm_and_llama_views(tiny_dirs) -> None:
         llama.width(s) for s in llama.sites("mlp")
     )
     assert f"baseline: {view.attribution.baseline}" in html.unescape(view.status.value)
+
+
+def test_status_says_whether_the_prediction_is_right_given_the_true_label(sentiment) -> None:
+    """Regression (browser audit): the tour explained a wrong prediction without saying so."""
+    pred = sentiment.predict(TEXT)
+    top, other = pred.labels[0], pred.labels[1]  # the model's own answer, and a class it did not give
+    cheap = dict(n_steps=4, layers=False, neuron_sites=None, faithfulness=False)
+    wrong = AttributionView(sentiment, TEXT, label=other, **cheap)
+    status = html.unescape(wrong.status.value)
+    assert wrong.verdict.correct is False and wrong.verdict.label == other
+    assert f"the model predicts {top!r} (p = {float(pred.probs[0]):.3f})" in status
+    assert f"the true label is {other!r}: this prediction is WRONG" in status
+    assert "nw-status-warning" in wrong.status.value  # flagged, not buried in the status line
+    by_index = AttributionView(sentiment, TEXT, label=sentiment.labels.index(top), **cheap)
+    assert by_index.verdict.correct is True and "WRONG" not in by_index.status.value
+    assert "correct" in html.unescape(by_index.status.value)
+    unknown = AttributionView(sentiment, TEXT, **cheap)  # no label: the prediction, no verdict
+    assert unknown.verdict.correct is None and "WRONG" not in unknown.status.value
+    assert f"the model predicts {top!r}" in html.unescape(unknown.status.value)
+    with pytest.raises(ValueError, match="label 'neutral' is not a class"):
+        AttributionView(sentiment, TEXT, label="neutral", **cheap)
+    with pytest.raises(TypeError, match="label must be"):
+        AttributionView(sentiment, TEXT, label=True, **cheap)
