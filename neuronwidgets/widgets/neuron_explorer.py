@@ -229,7 +229,7 @@ class NeuronExplorer(ipywidgets.VBox):
         if self._alignment is None:
             raise ValueError("searching by concept needs a ConceptAlignment: pass alignment= or concepts=")
         ranking = self._alignment.search(concept, self._metric)
-        self.table.set_ranking(ranking, selected=ranking.neurons[0])
+        self._rerank(ranking, ranking.neurons[0])
         self.reset_button.disabled = False
         concept_name = ranking.meta["concept"]
         if self.search_box.value.strip() != concept.strip():
@@ -242,10 +242,18 @@ class NeuronExplorer(ipywidgets.VBox):
 
     def reset_ranking(self) -> None:
         """Show the ranking the explorer was made with again."""
-        self.table.set_ranking(self._ranking)
+        self._rerank(self._ranking, None)
         self.reset_button.disabled = True
         self.search_status.value = ""
         self._set_box("")
+
+    def _rerank(self, ranking: NeuronRanking, selected: str | None) -> None:
+        """Show ``ranking`` in the table. A new selection redraws every part (``_on_selected``); when the
+        selection stays, the side panel is still redrawn: its rank and ranking name are the new ranking's."""
+        before = self.selected
+        self.table.set_ranking(ranking, selected=selected)
+        if self.selected == before:
+            self.info.value = self._info_html(before)
 
     def _set_box(self, text: str) -> None:
         """Show ``text`` in the search box without searching again."""

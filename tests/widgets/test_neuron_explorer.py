@@ -281,3 +281,20 @@ def test_exported_lazily_from_the_top_level() -> None:
     assert "NeuronExplorer" in neuronwidgets.__all__
     assert issubclass(NeuronExplorer, ipywidgets.VBox)
     assert isinstance(TokenHeatmap, type)
+
+
+def test_side_panel_follows_a_search_that_keeps_the_selected_neuron(data: Data) -> None:
+    """Regression (browser audit): a concept search whose best neuron is the one already selected left
+    the side panel showing the old ranking's rank and name."""
+    ex = NeuronExplorer(data.acts, data.ranking, alignment=data.alignment, k_contexts=K)
+    adj = data.alignment.search("ADJ")
+    ex.select(adj.neurons[0])  # the best ADJ neuron, selected before the search
+    old_rank = list(data.ranking.neurons).index(adj.neurons[0])
+    assert f"rank {old_rank} (0 = best)" in ex.info.value
+    ex.search("ADJ")
+    assert ex.selected == adj.neurons[0]  # the selection stayed...
+    assert "rank 0 (0 = best)" in ex.info.value  # ...and the side panel shows the new ranking
+    assert f"<i>{adj.method}</i>" in ex.info.value
+    ex.reset_ranking()  # and back
+    assert f"rank {old_rank} (0 = best)" in ex.info.value
+    assert f"<i>{data.ranking.method}</i>" in ex.info.value
