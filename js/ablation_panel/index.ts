@@ -415,8 +415,9 @@ function renderPanel({ model, el }: { model: Model; el: HTMLElement }): () => vo
       if (was !== now) item.classList.add("nw-changed");
       const label = `${word}: ${was}${was !== now ? ` → ${now}` : ""}`;
       item.title = `${label} (${formatPercent(probs[i] ?? NaN)} → ${formatPercent(probs[w + i] ?? NaN)})`;
-      item.append(h("span", "nw-tag-word", {}, word), h("span", "nw-tag-original", {}, was));
-      if (was !== now) item.append(h("span", "nw-tag-current", {}, now));
+      // each part keeps its full text as a tooltip: a long word or tag name is cut with "…" (CSS)
+      item.append(h("span", "nw-tag-word", { title: word }, word), h("span", "nw-tag-original", { title: was }, was));
+      if (was !== now) item.append(h("span", "nw-tag-current", { title: now }, now));
       return item;
     });
     const changedCount = tags.original.filter((c, i) => c !== tags.current[i]).length;

@@ -67,6 +67,9 @@ describe("NeuronTable view", () => {
     const { rows } = mount(20);
     expect(el.querySelector("img")).toBeNull();
     expect(rows()[2].querySelector("td[data-column=top_class]")!.textContent).toBe(XSS);
+    // a long class name is cut with "…" by the CSS: its cell keeps the full text as a tooltip
+    expect(rows()[2].querySelector<HTMLElement>("td[data-column=top_class]")!.title).toBe(XSS);
+    expect(rows()[2].querySelector<HTMLElement>("td[data-column=address]")!.title).toBe(rows()[2].dataset.address);
   });
 
   it("sorts on header click, toggling the direction", () => {

@@ -201,6 +201,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
       if (c.key === "score") {
         td.dataset.value = String(data.scores[r]);
         td.title = String(data.scores[r]);
+      } else if (!c.numeric && td.textContent) {
+        td.title = td.textContent; // a long class name or address is cut with "…" (CSS): the tooltip has it all
       }
       tr.append(td);
     }

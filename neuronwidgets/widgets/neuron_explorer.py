@@ -376,7 +376,8 @@ class NeuronExplorer(ipywidgets.VBox):
     def _info_html(self, neuron: str) -> str:
         esc = html.escape
         parts = [
-            f'<div style="font-family:var(--jp-code-font-family,monospace);font-weight:600">{esc(neuron)}</div>'
+            f'<div style="font-family:var(--jp-code-font-family,monospace);font-weight:600;overflow-wrap:anywhere">'
+            f"{esc(neuron)}</div>"
         ]
         rank = self.table.selected_rank
         if rank is not None:
@@ -403,7 +404,7 @@ class NeuronExplorer(ipywidgets.VBox):
             )
             rows = "".join(
                 "<tr>"
-                f'<td style="padding:1px 6px">{esc(str(r.concept))}</td>'
+                f'<td style="{_CONCEPT_CELL}" title="{esc(str(r.concept))}">{esc(str(r.concept))}</td>'
                 + "".join(
                     f'<td style="text-align:right;padding:1px 6px;font-variant-numeric:tabular-nums">{v:.3f}</td>'
                     for v in (r.iou, r.precision, r.recall)
@@ -428,10 +429,14 @@ class NeuronExplorer(ipywidgets.VBox):
                 assert ex is not None
                 parts.append(
                     f"<div style='{_HEADING}'>Compositional explanation</div>"
-                    f"<div class='nw-explorer-formula' style='font-family:var(--jp-code-font-family,monospace)'>{esc(str(ex.formula))}</div>"
+                    f"<div class='nw-explorer-formula' style='font-family:var(--jp-code-font-family,monospace);overflow-wrap:anywhere'>{esc(str(ex.formula))}</div>"
                     f"<div>IoU {ex.iou:.3f}, precision {ex.precision:.3f}, recall {ex.recall:.3f}</div>"
                 )
         return "".join(parts)
+
+
+# a long concept name ends in "…" in the side panel instead of widening it (the full name is the tooltip)
+_CONCEPT_CELL = "padding:1px 6px;max-width:16em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap"
 
 
 def _heading(text: str) -> ipywidgets.HTML:
