@@ -276,7 +276,7 @@ class NeuronMagics(Magics):
         from .core import annotate, as_corpus
 
         if name is None:
-            from .core.offline import load_movie_snippets
+            from .core.models.offline import load_movie_snippets
 
             texts = [t for t, _ in random.Random(0).sample(load_movie_snippets(), n)]
             return annotate(texts)

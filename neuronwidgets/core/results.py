@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .display import Result, summary
 from .models.addresses import NeuronAddress, parse_neuron
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ RANKING_FORMAT = "neuronwidgets-ranking"
 
 
 @dataclass(frozen=True, eq=False)
-class NeuronRanking:
+class NeuronRanking(Result):
     """Neurons in order of importance, best first.
 
     - ``neurons``: addresses ``[N]``, best first; this order is the ranking.
@@ -122,7 +123,7 @@ class NeuronRanking:
 
     def __repr__(self) -> str:
         head = ", ".join(self.neurons[:3]) + (", …" if len(self) > 3 else "")
-        return f"NeuronRanking({self.method!r}, {len(self)} neurons: {head})"
+        return summary(f"NeuronRanking({self.method!r}, {len(self)} neurons: {head})")
 
     def _check_k(self, k: int) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -224,7 +225,9 @@ class NeuronRanking:
         """Horizontal bars of the ``k`` top neurons' scores, labelled with their top class if known."""
         from matplotlib.figure import Figure
 
-        k = min(self._check_k(k), len(self))
+        k = self._check_k(
+            min(k, len(self)) if isinstance(k, (int, np.integer)) and not isinstance(k, bool) else k
+        )
         fig = Figure(figsize=(6.0, 0.28 * k + 1.2), layout="constrained")
         ax = fig.add_subplot()
         y = np.arange(k)[::-1]

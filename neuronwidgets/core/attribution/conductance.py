@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, summary
 from ..models.addresses import Site
 from ..models.hooks import StopForward, site_hooks
 from ..models.loading import ModelHandle
@@ -291,7 +292,7 @@ def _integrate(
 
 
 @dataclass(frozen=True)
-class LayerAttribution:
+class LayerAttribution(Result):
     """How much each layer (site) at each token position carried the prediction: a layer × token matrix.
 
     - ``sites``: ``L`` site names (default ``embed.resid``, ``layer.0.resid`` …); ``tokens``: ``T`` model
@@ -349,7 +350,7 @@ class LayerAttribution:
         return fig
 
     def __repr__(self) -> str:
-        return (
+        return summary(
             f"LayerAttribution({self.method} → {self.target!r}, {len(self.sites)} sites × {len(self.tokens)} "
             f"tokens, output difference {self.output_difference:.3g})"
         )

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, summary
 from ..models.loading import ModelHandle, as_handle
 from .methods import TokenAttribution, attribute_tokens
 from .setup import prepare_text
@@ -35,7 +36,7 @@ def _auc(fractions: np.ndarray, values: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class FaithfulnessCurves:
+class FaithfulnessCurves(Result):
     """Deletion and insertion curves of one attribution; ``n`` units, ``n + 1`` points each.
 
     - ``fractions``: float ``[n + 1]``, share of units removed (deletion) or inserted (insertion);
@@ -137,7 +138,7 @@ class FaithfulnessCurves:
         return fig
 
     def __repr__(self) -> str:
-        return (
+        return summary(
             f"FaithfulnessCurves({self.method} → {self.target!r}: deletion AUC {self.deletion_auc:.3f} "
             f"(random {self.random_deletion_auc:.3f}), insertion AUC {self.insertion_auc:.3f} "
             f"(random {self.random_insertion_auc:.3f}))"
@@ -204,7 +205,7 @@ def faithfulness_curves(
 
 
 @dataclass(frozen=True)
-class FaithfulnessComparison:
+class FaithfulnessComparison(Result):
     """Faithfulness curves of several methods on the same text, target and random orders."""
 
     curves: tuple[FaithfulnessCurves, ...]
@@ -232,7 +233,13 @@ class FaithfulnessComparison:
         return fig
 
     def __repr__(self) -> str:
-        return f"FaithfulnessComparison({len(self.curves)} methods)\n{self.to_frame().to_string(index=False)}"
+        lines = [
+            f"{c.method}: deletion AUC {c.deletion_auc:.3f}, insertion AUC {c.insertion_auc:.3f}"
+            for c in self.curves
+        ]
+        return summary(
+            f"FaithfulnessComparison({len(self.curves)} methods, random orders as baseline)", *lines
+        )
 
 
 def compare_faithfulness(

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, summary
 from ..models.loading import ModelHandle
 from .setup import ScoreModule, TextSetup, prepare_text
 
@@ -164,7 +165,7 @@ def math_attention() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class TokenAttribution:
+class TokenAttribution(Result):
     """How much each input token (and word) contributed to one prediction.
 
     - ``tokens``: the ``T`` model tokens, special tokens included; ``special``: bool ``[T]``, tokens the
@@ -246,7 +247,7 @@ class TokenAttribution:
         shown = ", ".join(f"{w!r}: {s:+.3f}" for w, s in zip(self.words[:8], self.word_scores[:8]))
         more = " …" if len(self.words) > 8 else ""
         delta = "" if self.delta is None else f", delta={self.delta:.2g}"
-        return (
+        return summary(
             f"TokenAttribution({self.method} → {self.target!r}, p={self.prob:.3f}{delta}, {{{shown}{more}}})"
         )
 

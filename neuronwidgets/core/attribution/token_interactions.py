@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, summary
 from ..models.loading import ModelHandle
 from .interactions import Archipelago, IntegratedHessians, ShapleyTaylorInteraction
 from .methods import _figure, _warn_delta, get_method, math_attention
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class TokenInteractions:
+class TokenInteractions(Result):
     """Pairwise interactions between the tokens (or words) of one text, for one prediction.
 
     - ``units``: the ``n`` content tokens (``level="token"``) or words (``"word"``);
@@ -99,7 +100,7 @@ class TokenInteractions:
 
     def __repr__(self) -> str:
         top = ", ".join(f"({a!r}, {b!r}): {s:+.3g}" for a, b, s in self.top_pairs(3))
-        return (
+        return summary(
             f"TokenInteractions({self.method} → {self.target!r}, {len(self.units)} {self.level}s, top {top})"
         )
 

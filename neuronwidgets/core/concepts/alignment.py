@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..display import TableResult, summary
 from ..models.addresses import NeuronAddress, parse_neuron
 from ..results import NeuronRanking
 from ..store.activations import Activations
@@ -35,7 +36,7 @@ METRICS = ("iou", "precision", "recall")
 
 
 @dataclass(frozen=True)
-class ConceptAlignment:
+class ConceptAlignment(TableResult):
     """How every neuron's firing aligns with every concept.
 
     - ``neurons`` ``[n]`` and ``concepts`` ``[C]`` (with ``kinds`` ``[C]``);
@@ -46,6 +47,8 @@ class ConceptAlignment:
 
     ``precision``, ``recall`` and ``iou`` are float32 ``[n, C]``, computed on access.
     """
+
+    _plot_columns = ("neuron", "iou")
 
     neurons: tuple[str, ...]
     concepts: tuple[str, ...]
@@ -187,7 +190,7 @@ class ConceptAlignment:
 
     def __repr__(self) -> str:
         q = f"top {self.quantile:.2%}" if self.quantile is not None else "given thresholds"
-        return (
+        return summary(
             f"ConceptAlignment({len(self.neurons)} neurons × {len(self.concepts)} concepts over "
             f"{self.num_units} units, firing at the {q})"
         )

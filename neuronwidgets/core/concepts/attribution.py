@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..display import TableResult, summary
 from ..interventions.effects import AblationComparison, compare_ablations
 from ..models.addresses import parse_neuron
 from ..models.loading import ModelHandle
@@ -32,7 +33,7 @@ NOT_ALIGNED = "(not aligned)"
 
 
 @dataclass(frozen=True)
-class ConceptAttribution:
+class ConceptAttribution(TableResult):
     """Neuron attributions of one prediction, grouped by the concept each neuron is aligned with.
 
     Per neuron ``[n]`` (the ranking's order): ``neurons``, ``attributions`` float64, ``labels`` (the
@@ -42,6 +43,8 @@ class ConceptAttribution:
     attribution; they sum to 1) and ``counts`` (neurons). ``metric``/``min_score``: how neurons were
     labelled; ``method``: the ranking's description.
     """
+
+    _plot_columns = ("concept", "share")
 
     neurons: tuple[str, ...]
     attributions: np.ndarray
@@ -95,7 +98,9 @@ class ConceptAttribution:
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{c} {s:.0%}" for c, s in zip(self.concepts[:5], self.shares[:5]))
-        return f"ConceptAttribution({len(self.neurons)} neurons in {len(self.concepts)} groups: {shown})"
+        return summary(
+            f"ConceptAttribution({len(self.neurons)} neurons in {len(self.concepts)} groups: {shown})"
+        )
 
 
 def _ranking_arrays(ranking: Any) -> tuple[list[str], np.ndarray, str]:
@@ -183,9 +188,11 @@ def aggregate_by_concept(
 
 
 @dataclass(frozen=True)
-class ConceptAblation:
+class ConceptAblation(TableResult):
     """Switching off every neuron of ``concept`` vs as many random neurons from the same sites:
     ``comparison.top`` is the concept's ablation, ``comparison.random`` the random draws."""
+
+    _plot_columns = (None, "delta_prob")
 
     concept: str
     neurons: tuple[str, ...]
@@ -205,7 +212,9 @@ class ConceptAblation:
             f"{m}: {s.loc[m, 'concept']:+.3f} vs random {s.loc[m, 'random_mean']:+.3f} ± {s.loc[m, 'random_std']:.3f}"
             for m in s.index
         ]
-        return f"ConceptAblation({self.concept}, {len(self.neurons)} neurons; " + "; ".join(parts) + ")"
+        return summary(
+            f"ConceptAblation({self.concept}, {len(self.neurons)} neurons; " + "; ".join(parts) + ")"
+        )
 
 
 def check_concept_ablation(

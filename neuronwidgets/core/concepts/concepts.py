@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.corpus import Corpus
+from ..display import TableResult, summary
 from ..store.activations import Activations
 from ..store.streaming import (
     iter_chunks,
@@ -114,7 +115,7 @@ def _kind(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Concepts:
+class Concepts(TableResult):
     """Which concepts each unit (word or token) of a corpus has, as a sparse binary matrix.
 
     - ``names`` ``[C]``: concept names (see the module docstring); ``kinds`` ``[C]``: their family
@@ -124,6 +125,8 @@ class Concepts:
     - ``offsets`` int64 ``[num_sentences + 1]``: unit rows of each sentence;
     - ``granularity``: ``"word"`` (rows are corpus words) or ``"token"`` (see :meth:`for_activations`).
     """
+
+    _plot_columns = ("concept", "count")
 
     names: tuple[str, ...]
     kinds: tuple[str, ...]
@@ -346,7 +349,9 @@ class Concepts:
         for k in self.kinds:
             kinds[k] = kinds.get(k, 0) + 1
         shown = ", ".join(f"{k} {v}" for k, v in kinds.items())
-        return f"Concepts({len(self.names)} concepts over {self.num_units} {self.granularity}s: {shown})"
+        return summary(
+            f"Concepts({len(self.names)} concepts over {self.num_units} {self.granularity}s: {shown})"
+        )
 
     # -- matching activations ------------------------------------------------------------------
     def for_activations(self, acts: Activations) -> Concepts:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..display import TableResult, listing, summary
 from ..models.addresses import NeuronAddress, parse_neuron
 from ..store.activations import Activations
 from ..store.streaming import (
@@ -172,11 +173,13 @@ class _Parser:
 
 
 @dataclass(frozen=True)
-class FormulaExplanation:
+class FormulaExplanation(TableResult):
     """One neuron's compositional explanation: the best ``formula`` with its ``iou``, ``precision``
     (share of firing units where it holds) and ``recall`` (share of its units where the neuron fires);
     ``beam``: the final beam, ``(formula, iou)`` best first; ``threshold`` and ``fires`` describe the
     neuron's firing units."""
+
+    _plot_columns = ("formula", "iou")
 
     neuron: str
     formula: Formula
@@ -190,9 +193,22 @@ class FormulaExplanation:
     def __str__(self) -> str:
         return f"{self.neuron}: {self.formula} (IoU {self.iou:.3f})"
 
+    def __repr__(self) -> str:
+        return summary(
+            f"FormulaExplanation({self.neuron}: {self.formula}, IoU {self.iou:.3f})",
+            f"precision {self.precision:.3f}, recall {self.recall:.3f}, fires on {self.fires} units",
+            f"beam of {len(self.beam)}: {listing(str(f) for f, _ in self.beam[:3])}",
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The final beam, best first: one row per formula with its IoU."""
+        return pd.DataFrame(
+            {"formula": [str(f) for f, _ in self.beam], "iou": [float(v) for _, v in self.beam]}
+        )
+
 
 @dataclass(frozen=True)
-class CompositionalExplanations:
+class CompositionalExplanations(TableResult):
     """Compositional explanations of ``n`` neurons.
 
     ``neurons`` ``[n]``; ``formulas`` ``[n]`` (:class:`Formula`); float32 ``[n]``: ``iou``, ``precision``,
@@ -200,6 +216,8 @@ class CompositionalExplanations:
     ``[n]``: ``lengths``, ``fires``; ``single`` ``[n]``: the best single concept; ``beams`` ``[n]``: each
     final beam. ``max_length``, ``beam_size``, ``quantile`` (``None`` for given thresholds) are the settings.
     """
+
+    _plot_columns = ("neuron", "iou")
 
     neurons: tuple[str, ...]
     formulas: tuple[Formula, ...]
@@ -258,7 +276,7 @@ class CompositionalExplanations:
 
     def __repr__(self) -> str:
         mean = float(self.iou.mean()) if len(self.iou) else 0.0
-        return (
+        return summary(
             f"CompositionalExplanations({len(self.neurons)} neurons, formulas of ≤ {self.max_length} concepts, "
             f"mean IoU {mean:.3f} vs {float(self.single_iou.mean()) if len(self.iou) else 0.0:.3f} for one concept)"
         )

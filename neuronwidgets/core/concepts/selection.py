@@ -22,6 +22,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from ..display import TableResult, summary
 from ..models.addresses import NeuronAddress, parse_neuron
 from ..store.activations import Activations
 from ..store.streaming import (
@@ -80,7 +81,7 @@ def _context(units: Sequence[str], position: int, window: int) -> tuple[str, str
 
 
 @dataclass(frozen=True)
-class TopActivations:
+class TopActivations(TableResult):
     """Each neuron's ``k`` most positive and most negative units over a corpus, and its firing threshold.
 
     - ``neurons``: addresses ``[n]``, in store order;
@@ -94,6 +95,8 @@ class TopActivations:
 
     Ties keep the earlier unit. Fewer than ``k`` units in the corpus leave ``-inf`` values and unit ``-1``.
     """
+
+    _plot_columns = ("word", "activation")
 
     neurons: tuple[str, ...]
     k: int
@@ -198,7 +201,7 @@ class TopActivations:
         return out[out["sentence"] >= 0].reset_index(drop=True)
 
     def __repr__(self) -> str:
-        return (
+        return summary(
             f"TopActivations({len(self.neurons)} neurons, k={self.k}, over {self.num_units} "
             f"{self.granularity}s, firing threshold at the top {self.quantile:.2%})"
         )
@@ -292,7 +295,7 @@ def _kth_largest(values: np.ndarray, quantile: float) -> float:
 
 
 @dataclass(frozen=True)
-class QuantileSamples:
+class QuantileSamples(TableResult):
     """Units sampled from each activation quantile bin of one neuron.
 
     ``quantiles`` ``[n_bins + 1]`` and ``edges`` float32 ``[n_bins + 1]``: the bin boundaries as
@@ -300,6 +303,8 @@ class QuantileSamples:
     closed). Per sample ``[m]``: ``bins``, ``units`` (global rows), ``sentences``, ``positions``,
     ``values``; ``texts[j]`` the sample's unit and ``contexts[j]`` its sentence's units.
     """
+
+    _plot_columns = ("unit", "activation")
 
     neuron: str
     quantiles: np.ndarray
@@ -335,7 +340,9 @@ class QuantileSamples:
         return pd.DataFrame(rows)
 
     def __repr__(self) -> str:
-        return f"QuantileSamples({self.neuron}: {len(self.units)} samples from {len(self.edges) - 1} bins)"
+        return summary(
+            f"QuantileSamples({self.neuron}: {len(self.units)} samples from {len(self.edges) - 1} bins)"
+        )
 
 
 def quantile_samples(
@@ -390,13 +397,15 @@ def quantile_samples(
 
 
 @dataclass(frozen=True)
-class WordTypeSummary:
+class WordTypeSummary(TableResult):
     """Which word types activate one neuron, normalised by frequency.
 
     Per type ``[t]`` (types seen at least ``min_count`` times): ``types``, ``counts`` (occurrences),
     ``mean`` and ``max`` activation, ``fires`` (occurrences at or above ``threshold``) and
     ``fire_rate`` = fires / counts. ``threshold``: the top-``quantile`` firing threshold (or the one given).
     """
+
+    _plot_columns = ("type", "mean")
 
     neuron: str
     types: tuple[str, ...]
@@ -431,7 +440,7 @@ class WordTypeSummary:
 
     def __repr__(self) -> str:
         top = ", ".join(self.to_frame()["type"].head(5))
-        return f"WordTypeSummary({self.neuron}: {len(self.types)} types; highest mean: {top})"
+        return summary(f"WordTypeSummary({self.neuron}: {len(self.types)} types; highest mean: {top})")
 
 
 def word_types(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..display import Result, summary
+
 # a word: letters/digits with inner hyphens or apostrophes ("don't", "state-of-the-art"), or one symbol
 _WORD_RE = re.compile(r"\w+(?:['’\-]\w+)*|[^\w\s]")
 
@@ -21,7 +23,7 @@ CONLLU_COLUMNS = ("lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "m
 
 
 @dataclass(frozen=True)
-class Corpus:
+class Corpus(Result):
     """Sentences as lists of words, the text each was read from, and annotation columns.
 
     ``words[i]``: the words of sentence ``i``. ``texts[i]``: the string the model reads.
@@ -152,7 +154,7 @@ class Corpus:
     def __repr__(self) -> str:
         cols = f", columns={self.columns}" if self.labels else ""
         nm = f"{self.name!r}, " if self.name else ""
-        return f"Corpus({nm}{len(self)} sentences, {self.num_words} words{cols})"
+        return summary(f"Corpus({nm}{len(self)} sentences, {self.num_words} words{cols})")
 
 
 def _check_labels(column: str, words: Sequence[Sequence[str]], rows: Sequence[Sequence[str]]) -> None:

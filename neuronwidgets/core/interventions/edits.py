@@ -34,8 +34,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
+from ..display import Result, clip, summary
 from ..models.addresses import NeuronAddress, Site, parse_neurons
 from ..models.hooks import site_hooks
 from ..models.loading import ModelHandle, Prediction
@@ -49,7 +51,7 @@ NeuronValues = Mapping[str, float] | Mapping[NeuronAddress, float] | Mapping[Neu
 
 
 @dataclass(frozen=True, init=False)
-class Intervention:
+class Intervention(Result):
     """What to do to which neurons.
 
     ``neurons``: canonical addresses (``"layer.3.mlp:117"``); ``mode``: ``"zero"``, ``"mean"``,
@@ -165,7 +167,17 @@ class Intervention:
         )
         more = f", … ({len(self.neurons)} neurons)" if len(self.neurons) > 4 else ""
         ref = f", reference of {len(self.reference)} texts" if self.reference else ""
-        return f"Intervention({self.mode}: {shown}{more}{ref})"
+        return summary(
+            f"Intervention({self.mode}: {shown}{more}{ref})",
+            doors=".to_frame() · measure_effect(model, texts, this)",
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per neuron: its address, the mode and the value (set) or factor (scale), if any."""
+        frame = pd.DataFrame({"neuron": list(self.neurons), "mode": self.mode})
+        if self.values:
+            frame["value"] = list(self.values)
+        return frame
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -508,7 +520,7 @@ def predict(
 
 
 @dataclass(frozen=True)
-class Generation:
+class Generation(Result):
     """A greedy continuation of ``prompt``: ``text`` (decoded, special tokens left out), the new token
     ``ids`` and their decoded ``tokens`` (one string per id)."""
 
@@ -523,6 +535,18 @@ class Generation:
 
     def __str__(self) -> str:
         return self.full_text
+
+    def __repr__(self) -> str:
+        return summary(
+            f"Generation({len(self.ids)} new tokens)",
+            f"prompt: {clip(self.prompt)!r}",
+            f"text:   {clip(self.text)!r}",
+            doors=".to_frame() · str(generation) for the full text",
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per generated token: its position, id and decoded text."""
+        return pd.DataFrame({"position": range(len(self.ids)), "id": self.ids, "token": self.tokens})
 
 
 def generate(

@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import TableResult, summary
 from ..models.addresses import NeuronAddress, Site, parse_neuron
 from ..models.loading import ModelHandle
 from .edits import MODES, Intervention, _check_handle, predict_logits
 
 
 @dataclass(frozen=True)
-class InterventionEffect:
+class InterventionEffect(TableResult):
     """The effect of one intervention on a batch of ``n`` texts.
 
     ``labels`` / ``ids`` (``[n]``): the original top prediction of each text; ``original_prob`` (``[n]``)
@@ -32,6 +33,8 @@ class InterventionEffect:
     ``kl`` (``[n]``): KL(original ‖ intervened) in nats over all outputs; ``intervened_labels`` /
     ``intervened_ids`` (``[n]``): the top prediction under the intervention.
     """
+
+    _plot_columns = ("text", "delta_prob")
 
     texts: list[str]
     labels: list[str]
@@ -80,7 +83,7 @@ class InterventionEffect:
         )
 
     def __repr__(self) -> str:
-        return (
+        return summary(
             f"InterventionEffect({len(self.texts)} texts: mean Δp {self.mean_delta_prob:+.3f}, "
             f"mean KL {self.mean_kl:.3f}, flip rate {self.flip_rate:.2f})"
         )
@@ -155,12 +158,14 @@ def compare_distributions(clean_logp: torch.Tensor, new_logp: torch.Tensor) -> D
 
 
 @dataclass(frozen=True)
-class AblationComparison:
+class AblationComparison(TableResult):
     """Ablating the top-``k`` neurons of a ranking vs ``k`` random neurons from the same sites.
 
     ``top_neurons``: the ablated top-k; ``random_neurons``: one tuple of k per random draw (the same number
     per site as the top-k, never one of them); ``top`` / ``random``: their :class:`InterventionEffect`.
     """
+
+    _plot_columns = (None, "delta_prob")
 
     k: int
     mode: str
@@ -205,7 +210,9 @@ class AblationComparison:
             f"{s.loc[m, 'random_std']:.3f}"
             for m in self.MEASURES
         ]
-        return f"AblationComparison(k={self.k}, {len(self.random)} random draws; " + "; ".join(parts) + ")"
+        return summary(
+            f"AblationComparison(k={self.k}, {len(self.random)} random draws; " + "; ".join(parts) + ")"
+        )
 
 
 def _measure(effect: InterventionEffect, name: str) -> float:

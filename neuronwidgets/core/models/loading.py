@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..assets import sentiment_head_path
+from ..display import TableResult, summary
 from .addresses import COMPONENTS, NeuronAddress, Site, parse_neuron, parse_site
 from .offline import minilm_path, smollm2_gguf
 
@@ -55,13 +56,15 @@ KINDS = ("encoder", "classifier", "masked-lm", "causal-lm")
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(TableResult):
     """Labelled probabilities for one text.
 
     ``labels``: class names (classifier) or decoded tokens (language models), best first.
     ``probs``: float array ``[len(labels)]`` of probabilities, aligned with ``labels``.
     ``ids``: token ids for language models, class indices for classifiers.
     """
+
+    _plot_columns = ("label", "prob")
 
     text: str
     kind: str
@@ -82,7 +85,7 @@ class Prediction:
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{lab!r}: {p:.3f}" for lab, p in zip(self.labels[:5], self.probs[:5]))
-        return f"Prediction({self.kind}, {{{shown}}})"
+        return summary(f"Prediction({self.kind}, {{{shown}}})")
 
 
 class MeanPoolClassifier(nn.Module):

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, listing, number, summary
 from ..results import NeuronRanking
 from ..store.activations import Activations
 from ..store.design import Design, Split, compute_threads, encode_labels, resolve_split
@@ -41,7 +42,7 @@ ABLATIONS = ("zero", "mean")
 
 
 @dataclass(frozen=True, eq=False)
-class RankingAblation:
+class RankingAblation(Result):
     """Probe accuracy under ablation, for one ranking.
 
     ``percents`` (float64 ``[K]``) and ``counts`` (int64 ``[K]``, neurons in each selection). ``keep_*``:
@@ -75,6 +76,14 @@ class RankingAblation:
         if selection == "random":
             return arr.mean(0), arr.std(0)
         return arr, np.zeros_like(arr)
+
+    def __repr__(self) -> str:
+        pct = ", ".join(f"{p:g}%" for p in self.percents)
+        return summary(
+            f"RankingAblation({self.method}, {len(self.percents)} sizes ({pct}), {self.part} accuracy)",
+            f"all neurons {number(self.full)}, majority {number(self.majority)}",
+            f"keep top {number(self.keep_top[0])} vs bottom {number(self.keep_bottom[0])} at {self.percents[0]:g}%",
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """Long table: mode, selection, percent, neurons, accuracy (mean over draws), std."""
@@ -256,7 +265,7 @@ def _ablation_curves(
 
 
 @dataclass(frozen=True, eq=False)
-class MinimalSubset:
+class MinimalSubset(Result):
     """The smallest top-of-ranking neuron set whose retrained probe reaches ``target × full`` accuracy on
     the selection part (dev, or test when the split has no dev part).
 
@@ -284,6 +293,14 @@ class MinimalSubset:
     @property
     def test_accuracy(self) -> float:
         return self.result.accuracy
+
+    def __repr__(self) -> str:
+        state = "reached" if self.reached else "not reached"
+        return summary(
+            f"MinimalSubset({len(self.neurons)} neurons by {self.method}: {self.part} accuracy "
+            f"{number(self.accuracy)} of {number(self.full)}, target {self.target:g} {state})",
+            f"neurons: {listing(self.neurons)}",
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """The sizes tried and their accuracy, smallest first."""

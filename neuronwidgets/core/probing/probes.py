@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, TableResult, bar_plot, summary
 from ..models.addresses import NeuronAddress, parse_neuron
 from ..store.activations import Activations
 from ..store.design import (
@@ -28,7 +29,7 @@ from ..store.design import (
 from .scores import ProbeScores, _num, classification_scores, regression_scores
 
 if TYPE_CHECKING:
-    pass
+    from matplotlib.figure import Figure
 
 PROBE_FORMAT = "neuronwidgets-probe"
 RESULT_FORMAT = "neuronwidgets-probe-result"
@@ -41,7 +42,7 @@ _BLOCK_ROWS = 65536
 
 
 @dataclass(frozen=True, eq=False)
-class Probe:
+class Probe(TableResult):
     """A trained linear probe.
 
     ``features``: the neuron addresses of its inputs ``[F]``. ``mean``/``scale`` (float32 ``[F]``):
@@ -49,6 +50,8 @@ class Probe:
     (``[C]``) act on standardised inputs, so weight magnitudes compare across neurons. Regression
     predictions are ``(z @ weight.T + bias) * target_scale + target_mean``.
     """
+
+    _plot_columns = ("neuron", "weight_norm")
 
     task: str
     features: tuple[str, ...]
@@ -71,9 +74,19 @@ class Probe:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per neuron, largest weight first: ``weight_norm`` (L2 norm over classes of its weight on
+        standardised inputs) and, for up to 10 classes, the weight of each class."""
+        w = np.asarray(self.weight, dtype=np.float64).reshape(-1, self.num_features).T  # [F, C]
+        frame = pd.DataFrame({"neuron": list(self.features), "weight_norm": np.linalg.norm(w, axis=1)})
+        if self.task == "classification" and len(self.classes) <= 10 and w.shape[1] == len(self.classes):
+            for k, c in enumerate(self.classes):
+                frame[f"weight[{c}]"] = w[:, k]
+        return frame.sort_values("weight_norm", ascending=False, kind="stable").reset_index(drop=True)
+
     def __repr__(self) -> str:
         what = f"{len(self.classes)} classes" if self.task == "classification" else "regression"
-        return f"Probe({what}, {self.num_features} neurons, l1={self.l1:g}, l2={self.l2:g})"
+        return summary(f"Probe({what}, {self.num_features} neurons, l1={self.l1:g}, l2={self.l2:g})")
 
     # -- prediction ------------------------------------------------------------------------------
     def _inputs(self, x: Activations | np.ndarray, rows: np.ndarray | None) -> Iterator[np.ndarray]:
@@ -263,7 +276,7 @@ def _rows(rows: Sequence[int] | np.ndarray | None) -> np.ndarray | None:
 
 
 @dataclass(frozen=True, eq=False)
-class ProbeResult:
+class ProbeResult(Result):
     """A probe and how well it does, with the baselines that say what the number means.
 
     - ``train``/``dev``/``test``: :class:`ProbeScores` on the sentence split ``split`` (``dev`` is None
@@ -328,6 +341,15 @@ class ProbeResult:
         random-feature baselines."""
         return pd.DataFrame([self.summary()])
 
+    def plot(self, *, title: str | None = None) -> Figure:
+        """Bars of the probe's scores (train, dev, test) against its baselines (control task, majority
+        class, random features), those that are known."""
+        parts = ["train", "dev", "test", "control", "majority", "random_features"]
+        s = self.summary()
+        frame = pd.DataFrame({"part": parts, "score": [s.get(p, math.nan) for p in parts]}).dropna()
+        metric = "accuracy" if self.probe.task == "classification" else "Pearson r"
+        return bar_plot(frame, "part", "score", k=len(frame), title=title or f"probe {metric} vs baselines")
+
     def per_class(self) -> pd.DataFrame:
         """Test precision/recall/F1/support per class."""
         return self.test.to_frame()
@@ -337,7 +359,7 @@ class ProbeResult:
         parts = [f"{s['neurons']} neurons", f"test={s['test']:.4f}"]
         if self.control is not None:
             parts.append(f"selectivity={self.selectivity:.4f}")
-        return f"ProbeResult({', '.join(parts)})"
+        return summary(f"ProbeResult({', '.join(parts)})")
 
     def save(self, folder: str | Path) -> Path:
         """Write ``probe.safetensors``, ``result.json`` (scores, split) to ``folder``. No pickle."""

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, number, summary
 from ..models.addresses import NeuronAddress, Site, parse_neuron
 from ..store.activations import Activations
 from ..store.design import Design, Split, resolve_split, sample_rows, threads_by_size
@@ -35,7 +36,7 @@ LINKAGES = ("average", "complete", "single")
 
 
 @dataclass(frozen=True, eq=False)
-class NeuronClusters:
+class NeuronClusters(Result):
     """Neurons grouped by correlation.
 
     ``neurons``: addresses ``[N]``; ``labels``: int64 ``[N]``, the cluster of each neuron (clusters are
@@ -72,7 +73,7 @@ class NeuronClusters:
             raise ValueError(f"neuron {name} was not clustered") from None
 
     def __repr__(self) -> str:
-        return (
+        return summary(
             f"NeuronClusters({len(self.neurons)} neurons → {self.num_clusters} clusters at "
             f"threshold {self.threshold:g}, {self.linkage} linkage)"
         )
@@ -343,7 +344,7 @@ def cluster_neurons(
 
 
 @dataclass(frozen=True, eq=False)
-class RedundancyProbes:
+class RedundancyProbes(Result):
     """Probe accuracy with only cluster representatives, at several thresholds.
 
     ``thresholds`` (float64 ``[T]``); ``clusters[i]`` and ``results[i]`` for ``thresholds[i]``;
@@ -354,6 +355,16 @@ class RedundancyProbes:
     clusters: tuple[NeuronClusters, ...]
     results: tuple[ProbeResult, ...]
     full: ProbeResult
+
+    def __repr__(self) -> str:
+        lines = [
+            f"threshold {t:g}: {c.num_clusters} clusters, test {number(r.accuracy)}"
+            for t, c, r in zip(self.thresholds, self.clusters, self.results)
+        ]
+        return summary(
+            f"RedundancyProbes({len(self.thresholds)} thresholds, all neurons test {number(self.full.accuracy)})",
+            *lines,
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """One row per threshold (plus threshold 0 = all neurons): neurons kept, share kept, test

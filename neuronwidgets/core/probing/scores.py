@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..display import TableResult, listing, number, summary
+
 if TYPE_CHECKING:
     pass
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ProbeScores:
+class ProbeScores(TableResult):
     """Scores of predictions against gold labels.
 
     Classification: ``accuracy``, ``macro_f1`` (over classes present in gold or predictions, as
@@ -30,6 +32,8 @@ class ProbeScores:
     (int64 ``[C]``) in the order of ``classes``. Regression: ``pearson``, ``spearman``, ``mse``.
     Unused fields are NaN or empty.
     """
+
+    _plot_columns = ("class", "f1")
 
     task: str
     n: int
@@ -48,6 +52,15 @@ class ProbeScores:
     def main(self) -> float:
         """Accuracy for classes, Pearson's r for regression."""
         return self.accuracy if self.task == "classification" else self.pearson
+
+    def __repr__(self) -> str:
+        if self.task == "classification":
+            head = f"ProbeScores(classification, {self.n} rows: accuracy {number(self.accuracy)}, macro F1 {number(self.macro_f1)})"
+            return summary(head, f"{len(self.classes)} classes: {listing(self.classes)}")
+        return summary(
+            f"ProbeScores(regression, {self.n} rows: pearson {number(self.pearson)}, "
+            f"spearman {number(self.spearman)}, mse {number(self.mse)})"
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """Per-class precision/recall/F1/support (classification) or one row of regression scores."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..display import Result, number, summary
 from ..models.addresses import NeuronAddress, Site, parse_site
 from ..store.activations import Activations
 from ..store.design import (
@@ -82,7 +83,7 @@ def train_probe(
 
 
 @dataclass(frozen=True, eq=False)
-class LayerwiseProbes:
+class LayerwiseProbes(Result):
     """One :class:`ProbeResult` per site (``results[site]``, in forward order), all on the same split
     and the same control labels, so the numbers compare across layers."""
 
@@ -94,6 +95,10 @@ class LayerwiseProbes:
 
     def __getitem__(self, site: str) -> ProbeResult:
         return self.results[site]
+
+    def __repr__(self) -> str:
+        lines = [f"{site}: test {number(r.accuracy)}" for site, r in self.results.items()]
+        return summary(f"LayerwiseProbes({len(self.results)} sites, best {self.best})", *lines)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per site: site, layer, component, test accuracy, macro-F1, control accuracy,

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, listing, summary
 from ..models.addresses import Site
 from ..store.activations import Activations
 from ..store.design import Design, compute_threads, sample_rows, threads_by_size
@@ -153,7 +154,7 @@ _SIMILARITY = {"cka": linear_cka, "pwcca": pwcca, "svcca": svcca}
 
 
 @dataclass(frozen=True, eq=False)
-class SimilarityMatrix:
+class SimilarityMatrix(Result):
     """Similarity of every row site with every column site: ``values`` float64 ``[A, B]``."""
 
     rows: tuple[str, ...]
@@ -163,6 +164,16 @@ class SimilarityMatrix:
     row_model: str = ""
     column_model: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        models = f" ({self.row_model} × {self.column_model})" if self.row_model or self.column_model else ""
+        finite = self.values[np.isfinite(self.values)]
+        rng = f", values {finite.min():.3g} … {finite.max():.3g}" if finite.size else ""
+        return summary(
+            f"SimilarityMatrix({self.method}, {len(self.rows)} × {len(self.columns)}{models}{rng})",
+            f"rows: {listing(self.rows)}",
+            f"columns: {listing(self.columns)}",
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """The matrix as a DataFrame (index: row sites, columns: column sites)."""

@@ -23,12 +23,16 @@ import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from ..display import Result, bar_plot, listing, summary
 from ..models.addresses import NeuronAddress, Site, parse_neuron, parse_site
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FORMAT = "neuronwidgets-activations"
 FORMAT_VERSION = 1
@@ -71,7 +75,7 @@ class Chunk:
         return cls(offsets, units, arrays, np.load(wid) if wid.exists() else None)
 
 
-class Activations:
+class Activations(Result):
     """Activations of a corpus at a set of sites, one row per unit (word or token).
 
     Rows follow the corpus order: sentence 0's units, then sentence 1's, and so on, so row ``r`` of
@@ -164,9 +168,12 @@ class Activations:
 
     def __repr__(self) -> str:
         where = f", store={str(self.path)!r}" if self.path else ""
-        return (
+        widths = ", ".join(f"{w}" for w in list(self.widths.values())[:1])
+        return summary(
             f"Activations({self.num_sentences} sentences, {self.num_units} {self.granularity}s, "
-            f"sites={self.sites}{where})"
+            f"{len(self.sites)} sites of {widths} neurons{where})",
+            f"sites: {listing(self.sites, n=4)}",
+            doors=".to_frame(neuron) · .plot(neuron) · .show() · .layer(site) (array)",
         )
 
     # -- chunks ----------------------------------------------------------------------------------
@@ -287,6 +294,21 @@ class Activations:
         if len(values) != offs[-1]:
             raise ValueError(f"expected {offs[-1]} values (one per unit), got {len(values)}")
         return [values[offs[i] : offs[i + 1]] for i in range(len(offs) - 1)]
+
+    def plot(
+        self, neuron: str | NeuronAddress | None = None, sentence: int = 0, *, title: str | None = None
+    ) -> Figure:
+        """Bars of ``neuron``'s activation (default: neuron 0 of the first site) over the units of one
+        ``sentence``."""
+        addr = self.check_neuron(neuron if neuron is not None else f"{self.sites[0]}:0")
+        if not 0 <= sentence < self.num_sentences:
+            raise ValueError(f"sentence {sentence} is out of range: there are {self.num_sentences} sentences")
+        units = self.units(sentence)
+        values = self.neuron(addr, [sentence])
+        frame = pd.DataFrame({"unit": [f"{i}: {u}" for i, u in enumerate(units)], addr.name: values})
+        return bar_plot(
+            frame, "unit", addr.name, k=len(frame), title=title or f"{addr.name} on sentence {sentence}"
+        )
 
     def to_frame(self, neuron: str | NeuronAddress) -> pd.DataFrame:
         """One row per unit: sentence, position, unit text and the neuron's activation."""

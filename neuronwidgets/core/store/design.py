@@ -364,6 +364,9 @@ class Split:
     dev: np.ndarray
     test: np.ndarray
 
+    def __repr__(self) -> str:
+        return f"Split(sentences: train {len(self.train)}, dev {len(self.dev)}, test {len(self.test)})"
+
     def rows(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Row indices (sorted) of the three parts, given ``Activations.offsets``."""
 
