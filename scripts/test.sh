@@ -2,7 +2,7 @@
 # Set everything up (Chromium included), then run every test layer:
 #   lint and types (ruff, mypy, tsc) · JS unit tests (vitest) · Python tests: core, widget models and
 #   the real-browser tests (JupyterLab + headless Chromium) · the tour notebook executed headless ·
-#   the built wheel carries the bundles and installs without Node.
+#   the built wheel carries the bundles and installs without Node · the docs build (warnings as errors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --browser
@@ -37,5 +37,7 @@ for nb in 00_tour 02_probing 03_ablation 04_causation 05_concepts; do
   "$PY" -m jupyter nbconvert --to notebook --execute "notebooks/$nb.ipynb" \
     --ExecutePreprocessor.timeout=600 --output-dir build --output "$nb.executed.ipynb"
 done
+step "the API reference builds with warnings as errors (Sphinx -W -n)"
+PY="$PY" scripts/docs.sh
 step "Python tests: core, widget models, real browser"
 "$PY" -m pytest tests -q -ra "$@"

@@ -182,12 +182,12 @@ class AblationPanel(anywidget.AnyWidget):
 
     @property
     def state(self) -> dict[str, float]:
-        """The slider state: ``{neuron: factor}`` for every panel neuron (the last state answered)."""
+        """The slider state, ``{neuron: factor}`` for every panel neuron (the last state answered)."""
         return {n: float(v) for n, v in zip(self._names, self._good.scales)}
 
     @property
     def intervention(self) -> Intervention:
-        """The intervention the current prediction is computed under: ``Intervention.scale(state)``."""
+        """The intervention the current prediction is computed under, ``Intervention.scale(state)``."""
         return Intervention.scale(self.state)
 
     @property

@@ -225,7 +225,7 @@ class NeuronExplorer(ipywidgets.VBox):
 
     def search(self, concept: str) -> NeuronRanking:
         """Re-rank the table by alignment with ``concept`` (its name or an unambiguous part of it, e.g.
-        ``"past"``; see :meth:`ConceptAlignment.search`) and select its best neuron; returns the ranking."""
+        ``"past"``; see :meth:`neuronwidgets.core.ConceptAlignment.search`) and select its best neuron; returns the ranking."""
         if self._alignment is None:
             raise ValueError("searching by concept needs a ConceptAlignment: pass alignment= or concepts=")
         ranking = self._alignment.search(concept, self._metric)

@@ -1,4 +1,4 @@
-"""Attribution on Captum: the shared text/target/baseline set-up (:mod:`.setup`), token attribution
+"""Attribution on Captum: the shared text/target/baseline set-up (``setup.py``), token attribution
 methods, layer and neuron conductance, token interactions (Integrated Hessians, Shapley-Taylor,
 Archipelago) and faithfulness curves.
 """

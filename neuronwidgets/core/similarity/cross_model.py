@@ -55,8 +55,8 @@ def rank_cross_model(
     """Rank the neurons of ``activations`` by how well ``others`` (other models, layers or checkpoints on
     the same words) reproduce them (Bau et al. 2019).
 
-    ``method``: ``"maxcorr"`` (best |ρ| with any neuron of any other), ``"mincorr"`` (the worst over the
-    others of each one's best |ρ|; equal to MaxCorr with one other), ``"linreg"`` (correlation of a
+    ``method``: ``"maxcorr"`` (best ``|ρ|`` with any neuron of any other), ``"mincorr"`` (the worst over the
+    others of each one's best ``|ρ|``; equal to MaxCorr with one other), ``"linreg"`` (correlation of a
     linear regression from each other's whole representation, worst over the others) or ``"svcca"``
     (share of the neuron along the canonical directions shared with each other, weighted by their
     canonical correlation — SVD directions explaining ``variance`` kept — worst over the others).
