@@ -34,6 +34,22 @@ RANKING_FORMAT = "neuronwidgets-ranking"
 # ------------------------------------------------------------------------------------------------
 
 
+def _float_scores(scores: Any) -> np.ndarray:
+    arr = np.asarray(scores)
+    if arr.dtype == object and all(
+        isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in arr.flat
+    ):
+        arr = arr.astype(np.float64)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.number) or arr.size == 0):
+        example = repr(arr.flat[0]) if arr.size else ""
+        raise TypeError(
+            f"scores must be numbers, one per neuron, got an array of {arr.dtype} (e.g. {example})"
+        )
+    if np.iscomplexobj(arr):
+        raise TypeError("scores must be real numbers, got complex ones")
+    return arr.astype(np.float64)
+
+
 @dataclass(frozen=True, eq=False)
 class NeuronRanking(Result):
     """Neurons in order of importance, best first.
@@ -61,7 +77,7 @@ class NeuronRanking(Result):
     def __post_init__(self) -> None:
         n = len(self.neurons)
         object.__setattr__(self, "neurons", tuple(parse_neuron(x).name for x in self.neurons))
-        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float64))
+        object.__setattr__(self, "scores", _float_scores(self.scores))
         if self.scores.shape != (n,):
             raise ValueError(f"scores must have one entry per neuron ({n}), got shape {self.scores.shape}")
         if len(set(self.neurons)) != n:
@@ -94,7 +110,7 @@ class NeuronRanking(Result):
     ) -> NeuronRanking:
         """Build a ranking from unordered neurons and scores: sorted by score, highest first (stable: ties
         keep the given order; NaN last), or by an explicit ``order`` (positions, best first)."""
-        sc = np.asarray(scores, dtype=np.float64)
+        sc = _float_scores(scores)
         names = [parse_neuron(x).name for x in neurons]
         if sc.shape != (len(names),):
             raise ValueError(f"{len(names)} neurons but {sc.shape} scores")

@@ -16,10 +16,15 @@ from neuronwidgets.core import (
     NeuronRanking,
     ablate,
     as_activations,
+    attribute_layers,
+    attribute_neurons,
+    attribute_tokens,
     evaluate_ranking,
     extract_activations,
     load_conllu,
     predict_logits,
+    rank_iou,
+    rank_probeless,
     rank_weight_mass,
     train_probe,
 )
@@ -300,7 +305,91 @@ def _probe_cases() -> list[Case]:
     ]
 
 
-ALL = ADDRESS_CASES + CORPUS_CASES + EXTRACTION_CASES + INTERVENTION_CASES + _probe_cases()
+ATTRIBUTION_CASES: list[Case] = [
+    (
+        "IG n_steps=2.5",
+        lambda f: attribute_tokens(f["lm"], "a b", "integrated-gradients", n_steps=2.5),
+        ValueError,
+        "n_steps must be an int",
+    ),
+    (
+        "IG n_steps=1",
+        lambda f: attribute_tokens(f["lm"], "a b", "integrated-gradients", n_steps=1),
+        ValueError,
+        "n_steps must be an int",
+    ),
+    (
+        'conductance n_steps="8"',
+        lambda f: attribute_neurons(f["lm"], "a b", n_steps="8"),
+        ValueError,
+        "n_steps must be an int",
+    ),
+    (
+        "layers n_steps=True",
+        lambda f: attribute_layers(f["lm"], "a b", n_steps=True),
+        ValueError,
+        "n_steps must be an int",
+    ),
+    (
+        "unknown integration",
+        lambda f: attribute_layers(f["lm"], "a b", integration="simpson"),
+        ValueError,
+        "unknown integration",
+    ),
+]
+
+
+def _ranking_cases() -> list[Case]:
+    acts, labels = small_acts()
+    return [
+        (
+            "from_scores strings",
+            lambda f: NeuronRanking.from_scores(["layer.0.resid:0"], ["a"], "x"),
+            TypeError,
+            "scores must be numbers",
+        ),
+        (
+            "from_scores bools",
+            lambda f: NeuronRanking.from_scores(["layer.0.resid:0"], [True], "x"),
+            TypeError,
+            "scores must be numbers",
+        ),
+        (
+            "probeless rows=test",
+            lambda f: rank_probeless(acts, labels, rows="test"),
+            ValueError,
+            "rows must be 'train'",
+        ),
+        (
+            "probeless rows floats",
+            lambda f: rank_probeless(acts, labels, rows=[0.5, 1.5]),
+            TypeError,
+            "integer row positions",
+        ),
+        (
+            "probeless None labels",
+            lambda f: rank_probeless(acts, [None] * acts.num_units),
+            ValueError,
+            "must not be missing",
+        ),
+        (
+            "iou rows+split",
+            lambda f: rank_iou(acts, labels, rows=[0, 1], split=(0.5, 0.5)),
+            ValueError,
+            "not both",
+        ),
+    ]
+
+
+ALL = (
+    ADDRESS_CASES
+    + CORPUS_CASES
+    + EXTRACTION_CASES
+    + INTERVENTION_CASES
+    + ATTRIBUTION_CASES
+    + _probe_cases()
+    + _ranking_cases()
+)
 
 
 @pytest.mark.parametrize(("name", "call", "exc", "pattern"), ALL, ids=[c[0] for c in ALL])

@@ -47,7 +47,6 @@ def test_planted_neuron_ranks_first_under_every_method() -> None:
         "weight_mass": rank_weight_mass(result),
         "weight_mass/100": rank_weight_mass(result.probe, search_stride=100),
         "probeless": rank_probeless(acts, labels),
-        "probeless/raw": rank_probeless(acts, labels, standardize=False),
         "iou": rank_iou(acts, labels),
         "iou/q": rank_iou(acts, labels, quantile=0.9),
         "gaussian": rank_gaussian(acts, labels, k=3),
@@ -56,6 +55,9 @@ def test_planted_neuron_ranks_first_under_every_method() -> None:
     for name, r in rankings.items():
         assert r.neurons[0] == PLANTED, name
         assert len(r) == 40 and sorted(r.neurons) == sorted(acts.feature_names()), name
+    # unstandardised (the paper's raw definition), noise neurons of scale 20 can outscore it: that is why
+    # standardize=True is the default
+    assert rank_probeless(acts, labels, standardize=False).rank_of(PLANTED) <= 5
     # the per-class view: the planted neuron separates DET (lowest) and VERB (highest) best of all
     iou = rankings["iou"]
     assert iou.per_class(1)["VERB"] == [PLANTED] and iou.per_class(1)["DET"] == [PLANTED]
@@ -275,3 +277,42 @@ def test_real_pos_top_neurons_beat_random_beat_bottom(minilm, ud_dev) -> None:
     # a ranking without a probe agrees on the direction
     probeless = evaluate_ranking(result, rank_probeless(acts, labels), acts, labels, percents=(10,), draws=3)
     assert probeless.keep_top[0] >= probeless.keep_bottom[0]
+
+
+def test_probeless_sees_only_training_rows_by_default_and_matches_the_papers_definition() -> None:
+    acts, labels = planted_data(seed=3, n_sent=120)
+    result = train_probe(acts, labels, control=False, baselines=False)  # default split and seed
+    tr, dv, te = result.split.rows(acts.offsets)
+    default = rank_probeless(acts, labels)
+    assert default.meta["rows"] == "train" and default.meta["num_rows"] == len(tr)
+    # garbage in the test and dev labels cannot change the default ranking: those rows are never read
+    scrambled = labels.copy()
+    held_out = np.concatenate([dv, te])
+    scrambled[held_out] = np.random.default_rng(0).permutation(scrambled[held_out])
+    again = rank_probeless(acts, scrambled)
+    assert again.neurons == default.neurons and np.array_equal(again.scores, default.scores)
+    assert rank_probeless(acts, labels, rows=tr).neurons == default.neurons
+    everything = rank_probeless(acts, scrambled, rows="all")
+    assert everything.meta["num_rows"] == acts.num_units and not np.array_equal(
+        everything.scores, default.scores
+    )
+    assert rank_iou(acts, scrambled).neurons == rank_iou(acts, labels).neurons
+    # Antverg & Belinkov (2022) / NeuroX probeless.get_neuron_ordering, recomputed here on the training rows
+    x = acts.matrix()[tr].astype(np.float64)
+    y = labels[tr]
+    q = np.stack([x[y == c].mean(0) for c in sorted(set(y))])
+    ref = sum(np.abs(q[i] - q[j]) for i in range(len(q)) for j in range(i + 1, len(q)))
+    raw = rank_probeless(acts, labels, standardize=False)
+    names = acts.feature_names()
+    got = np.array([raw.scores[raw.rank_of(n)] for n in names])
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    assert [names[i] for i in np.argsort(-ref, kind="stable")] == list(raw.neurons)
+    std = rank_probeless(acts, labels)
+    got_std = np.array([std.scores[std.rank_of(n)] for n in names])
+    np.testing.assert_allclose(got_std, ref / x.std(0), rtol=1e-4)
+    with pytest.raises(ValueError, match="rows must be 'train'"):
+        rank_probeless(acts, labels, rows="test")
+    with pytest.raises(ValueError, match="not both"):
+        rank_probeless(acts, labels, rows=tr, split=(0.5, 0.5))
+    with pytest.raises(TypeError, match="integer row positions"):
+        rank_probeless(acts, labels, rows=np.ones(acts.num_units, dtype=bool))

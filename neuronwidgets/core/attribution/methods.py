@@ -298,8 +298,8 @@ def attribute_tokens(
       ``|F(input) − F(baseline)|``.
     """
     m = get_method(method, "token")
-    if n_steps < 2:
-        raise ValueError(f"n_steps must be at least 2, got {n_steps}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
+        raise ValueError(f"n_steps must be an int of at least 2, got {n_steps!r}")
     if window < 1:
         raise ValueError(f"window must be at least 1 token, got {window}")
     setup = prepare_text(model, text, target, output=output, baseline=baseline, keep_first=keep_first)
@@ -353,6 +353,18 @@ def _warn_delta(delta: float, diff: float, tolerance: float, knob: str, value: i
         )
 
 
+@contextmanager
+def _numpy_seeded(seed: int) -> Iterator[None]:
+    """Seed NumPy's global generator (Captum's GradientShap draws its path points from it) and restore
+    the caller's state afterwards, so ``seed`` makes every sampling method reproducible."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def _run_captum(
     m: Method, setup: TextSetup, n_steps: int, samples: int | None, batch: int, window: int, seed: int
 ) -> tuple[torch.Tensor, float | None]:
@@ -363,7 +375,7 @@ def _run_captum(
     feature_mask = torch.arange(n_content, device=x.device).view(1, n_content, 1).repeat(1, 1, hidden)
     module = ScoreModule(setup)
     delta: torch.Tensor | None = None
-    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]), _numpy_seeded(seed):
         # Captum's notes about hooks on nonlinearities and its own internals are not the user's concern
         warnings.filterwarnings("ignore", module=r"captum\..*")
         torch.manual_seed(seed)
