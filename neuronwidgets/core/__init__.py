@@ -68,6 +68,8 @@ from .models import (
     parse_neuron,
     parse_neurons,
     parse_site,
+    resolve_device,
+    wrap_model,
 )
 from .probing import (
     LayerwiseProbes,
@@ -194,6 +196,7 @@ __all__ = [
     "rank_probeless",
     "rank_weight_mass",
     "representation_similarity",
+    "resolve_device",
     "resolve_sites",
     "split_sentences",
     "steering_values",
@@ -204,4 +207,5 @@ __all__ = [
     "train_probe",
     "train_redundancy_probes",
     "word_types",
+    "wrap_model",
 ]

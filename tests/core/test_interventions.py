@@ -183,8 +183,10 @@ def test_clear_errors(tiny_models) -> None:
         pass
     with pytest.raises(TypeError, match=r"Intervention.scale\(\{neuron: factor\}\)"):
         predict(h, "a", {"layer.0.mlp:1": 0.0})  # type: ignore[dict-item]
-    with pytest.raises(TypeError, match="must be a ModelHandle"):
-        predict("gpt2", "a")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be a ModelHandle, a model name or a folder"):
+        predict(42, "a")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot load model 'no-such-model-here'"):
+        predict("no-such-model-here", "a")  # names are accepted (loaded once), unknown ones fail clearly
     with pytest.raises(ValueError, match="not a causal LM"):
         generate(tiny_models["roberta"], "a")
     with pytest.raises(ValueError, match="encoder without a prediction head"):

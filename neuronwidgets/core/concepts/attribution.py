@@ -218,7 +218,7 @@ class ConceptAblation(TableResult):
 
 
 def check_concept_ablation(
-    model: ModelHandle,
+    model: ModelHandle | str,
     texts: str | Sequence[str],
     attribution: ConceptAttribution,
     concept: str,

@@ -40,7 +40,7 @@ import torch
 from ..display import Result, clip, summary
 from ..models.addresses import NeuronAddress, Site, parse_neurons
 from ..models.hooks import site_hooks
-from ..models.loading import ModelHandle, Prediction
+from ..models.loading import ModelHandle, Prediction, as_handle
 from .prefix import Edit, has_hooks, prefix_cache
 
 MODES: tuple[str, ...] = ("zero", "mean", "value", "scale")
@@ -386,7 +386,7 @@ def steering_values(
 
 @contextmanager
 def intervene(
-    model: ModelHandle, interventions: Intervention | Iterable[Intervention] | None
+    model: ModelHandle | str, interventions: Intervention | Iterable[Intervention] | None
 ) -> Iterator[dict[Site, SiteEdit]]:
     """Apply ``interventions`` to every forward pass of ``model`` inside the ``with`` block.
 
@@ -401,7 +401,7 @@ def intervene(
 
 @contextmanager
 def ablate(
-    model: ModelHandle,
+    model: ModelHandle | str,
     neurons: NeuronLike | Iterable[NeuronLike],
     mode: str = "zero",
     *,
@@ -455,7 +455,7 @@ def ablate(
 
 
 def predict_logits(
-    model: ModelHandle,
+    model: ModelHandle | str,
     texts: str | Sequence[str],
     interventions: Intervention | Iterable[Intervention] | None = None,
     *,
@@ -499,7 +499,7 @@ def _batch_logits(
 
 
 def predict(
-    model: ModelHandle,
+    model: ModelHandle | str,
     text: str | Sequence[str],
     interventions: Intervention | Iterable[Intervention] | None = None,
     *,
@@ -550,7 +550,7 @@ class Generation(Result):
 
 
 def generate(
-    model: ModelHandle,
+    model: ModelHandle | str,
     prompt: str | Sequence[str],
     interventions: Intervention | Iterable[Intervention] | None = None,
     *,
@@ -609,9 +609,5 @@ def _greedy_config(handle: ModelHandle, max_new_tokens: int) -> Any:
 
 
 def _check_handle(model: Any) -> ModelHandle:
-    if not isinstance(model, ModelHandle):
-        raise TypeError(
-            f"model must be a ModelHandle (from load_model), got {type(model).__name__}: "
-            "e.g. model = load_model('minilm-sentiment')"
-        )
-    return model
+    """A handle, or the shared handle of a model name or folder (:func:`as_handle`)."""
+    return as_handle(model, "model = load_model('minilm-sentiment')")

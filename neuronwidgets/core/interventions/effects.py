@@ -90,7 +90,7 @@ class InterventionEffect(TableResult):
 
 
 def measure_effect(
-    model: ModelHandle,
+    model: ModelHandle | str,
     texts: str | Sequence[str],
     interventions: Intervention | Iterable[Intervention],
     *,
@@ -220,7 +220,7 @@ def _measure(effect: InterventionEffect, name: str) -> float:
 
 
 def compare_ablations(
-    model: ModelHandle,
+    model: ModelHandle | str,
     texts: str | Sequence[str],
     ranking_or_neurons: Any,
     k: int,

@@ -4,6 +4,8 @@ forward hooks on sites, and the offline model packages.
 
 from .addresses import NeuronAddress, Site, parse_neuron, parse_neurons, parse_site
 from .loading import EMBEDDED_MODELS, ModelHandle, Prediction, as_handle, load_model
+from .runtime import resolve_device
+from .wrapping import wrap_model
 
 __all__ = [
     "EMBEDDED_MODELS",
@@ -16,4 +18,6 @@ __all__ = [
     "parse_neuron",
     "parse_neurons",
     "parse_site",
+    "resolve_device",
+    "wrap_model",
 ]

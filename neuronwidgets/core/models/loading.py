@@ -32,6 +32,7 @@ from ..assets import sentiment_head_path
 from ..display import TableResult, summary
 from .addresses import COMPONENTS, NeuronAddress, Site, parse_neuron, parse_site
 from .offline import minilm_path, smollm2_gguf
+from .runtime import quiet_loading, resolve_device
 
 #: The offline models :func:`load_model` knows by name, with what each one is.
 EMBEDDED_MODELS: dict[str, str] = {
@@ -327,7 +328,7 @@ class ModelHandle:
     def __repr__(self) -> str:
         return (
             f"ModelHandle({self.name!r}, kind={self.kind!r}, layers={self.num_layers}, hidden={self.hidden_size}, "
-            f"mlp={self.mlp_size})"
+            f"mlp={self.mlp_size}, device={str(self.device)!r})"
         )
 
 
@@ -367,14 +368,20 @@ def cache_dir() -> Path:
 
 
 def load_model(
-    name_or_path: str | os.PathLike[str], *, kind: str | None = None, device: str = "cpu"
+    name_or_path: str | os.PathLike[str], *, kind: str | None = None, device: str | torch.device = "auto"
 ) -> ModelHandle:
     """Load an embedded default (``"minilm"``, ``"minilm-sentiment"``, ``"smollm2"``), a local model
     folder, or a Hugging Face model name (downloads only where the hub is reachable).
 
     ``kind`` forces ``"encoder"``, ``"classifier"``, ``"masked-lm"`` or ``"causal-lm"``; by default it is
-    read from the config's ``architectures``.
+    read from the config's ``architectures``. ``device``: ``"auto"`` (CUDA, then Apple MPS, then CPU),
+    ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; the handle's repr names it.
     """
+    with quiet_loading():  # no "Loading weights" bar in every notebook that loads a model
+        return _load_model(name_or_path, kind, str(resolve_device(device)))
+
+
+def _load_model(name_or_path: str | os.PathLike[str], kind: str | None, device: str) -> ModelHandle:
     if kind is not None and kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}: choose from {', '.join(KINDS)}")
     name = os.fspath(name_or_path)
@@ -419,14 +426,27 @@ def _from_pretrained(cls: Any, source: str, **kw: Any) -> Any:
         ) from err
 
 
-def as_handle(model: ModelHandle | str, example: str = "") -> ModelHandle:
-    """``model`` itself, or :func:`load_model` of a name; anything else is a ``TypeError`` (``example``:
-    a call that shows the right use, added to the message)."""
-    handle = load_model(model) if isinstance(model, str) else model
-    if not isinstance(handle, ModelHandle):
-        hint = f": e.g. {example}" if example else ""
-        raise TypeError(f"model must be a ModelHandle or a model name, got {type(model).__name__}{hint}")
-    return handle
+_HANDLES: dict[str, ModelHandle] = {}
+
+
+def as_handle(model: ModelHandle | str | os.PathLike[str], example: str = "") -> ModelHandle:
+    """``model`` itself, or the model called so (a name or a folder, loaded by :func:`load_model` once per
+    session and then shared, so ``with ablate("minilm-sentiment", ...)`` and ``predict("minilm-sentiment",
+    ...)`` act on the same model); anything else is a ``TypeError`` (``example``: a call that shows the
+    right use, added to the message). A ``transformers`` model needs :func:`wrap_model` with its tokenizer."""
+    if isinstance(model, ModelHandle):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        key = os.fspath(model)
+        if key not in _HANDLES:
+            _HANDLES[key] = load_model(key)
+        return _HANDLES[key]
+    hint = f": e.g. {example}" if example else ""
+    if isinstance(model, nn.Module) and hasattr(model, "config"):
+        hint = ": a transformers model needs its tokenizer too, use wrap_model(model, tokenizer)"
+    raise TypeError(
+        f"model must be a ModelHandle, a model name or a folder, got {type(model).__name__}{hint}"
+    )
 
 
 def _detect_kind(config: Any) -> str:
