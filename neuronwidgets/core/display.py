@@ -119,6 +119,15 @@ def bar_plot(frame: pd.DataFrame, label: str | None, value: str, *, k: int, titl
     return fig
 
 
+def steps_bar(total: int, desc: str, progress: bool | None, *, auto: bool, unit: str = "it") -> Any:
+    """A ``tqdm.auto`` bar of ``total`` steps: ``progress=True`` shows it, ``False`` never, ``None`` (the
+    default of every long function, as in extraction) when ``auto`` says the work is long."""
+    from tqdm.auto import tqdm
+
+    show = progress if progress is not None else auto
+    return tqdm(total=total, desc=desc, unit=unit, disable=not show)
+
+
 class Result:
     """Mixin of every public result type: ``show()`` and ``_repr_html_`` (see the module docstring)."""
 

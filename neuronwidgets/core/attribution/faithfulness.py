@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, summary
+from ..display import Result, steps_bar, summary
 from ..models.loading import ModelHandle, as_handle
 from .methods import TokenAttribution, attribute_tokens
 from .setup import prepare_text
@@ -154,9 +154,11 @@ def faithfulness_curves(
     n_random: int = 10,
     seed: int = 0,
     batch_size: int = 64,
+    progress: bool | None = None,
 ) -> FaithfulnessCurves:
     """Deletion and insertion curves of ``attribution`` (from :func:`attribute_tokens` on ``model``),
-    by ``level`` (``"word"`` or ``"token"``), against the mean of ``n_random`` random orders."""
+    by ``level`` (``"word"`` or ``"token"``), against the mean of ``n_random`` random orders.
+    ``progress``: a bar over the forward batches (``None``: shown for 20 batches or more)."""
     if not isinstance(attribution, TokenAttribution):
         raise TypeError(f"attribution must be a TokenAttribution, got {type(attribution).__name__}")
     if n_random < 1:
@@ -188,7 +190,13 @@ def faithfulness_curves(
         rows.append(1.0 - switched)  # deletion: switched units go to the baseline
         rows.append(switched)  # insertion: switched units come from the input
     masks = torch.tensor(np.concatenate(rows), dtype=setup.embeds.dtype, device=setup.embeds.device)
-    vals = setup.evaluate(masks, level, batch_size).double().cpu().numpy().reshape(len(orders), 2, n + 1)
+    starts = range(0, masks.shape[0], batch_size)
+    parts = []
+    with steps_bar(len(starts), "faithfulness", progress, auto=len(starts) >= 20, unit="batch") as bar:
+        for i in starts:
+            parts.append(setup.evaluate(masks[i : i + batch_size], level, batch_size))
+            bar.update(1)
+    vals = torch.cat(parts).double().cpu().numpy().reshape(len(orders), 2, n + 1)
     return FaithfulnessCurves(
         text=setup.text,
         method=attribution.method,
@@ -253,22 +261,35 @@ def compare_faithfulness(
     n_random: int = 10,
     seed: int = 0,
     batch_size: int = 64,
+    progress: bool | None = None,
     **attribution_kwargs: Any,
 ) -> FaithfulnessComparison:
     """Attribute ``text`` with each of ``methods`` and compare their deletion/insertion curves (same target,
-    same random orders). ``attribution_kwargs`` go to :func:`attribute_tokens` (e.g. ``baseline``)."""
+    same random orders). ``attribution_kwargs`` go to :func:`attribute_tokens` (e.g. ``baseline``).
+    ``progress``: a bar over the methods (``None``: shown for 3 methods or more)."""
     if isinstance(methods, str):
         methods = [methods]
     if not methods:
         raise ValueError("no methods given: pass e.g. ['integrated-gradients', 'saliency']")
     handle = as_handle(model)
     attrs: list[TokenAttribution] = []
-    for i, m in enumerate(methods):
-        # the first attribution fixes the target, so every method explains the same output
-        tgt = target if i == 0 else attrs[0].target_id
-        attrs.append(attribute_tokens(handle, text, m, tgt, **attribution_kwargs))
-    curves = tuple(
-        faithfulness_curves(handle, a, level=level, n_random=n_random, seed=seed, batch_size=batch_size)
-        for a in attrs
-    )
+    found: list[FaithfulnessCurves] = []
+    with steps_bar(len(methods), "faithfulness", progress, auto=len(methods) >= 3, unit="method") as bar:
+        for i, m in enumerate(methods):
+            # the first attribution fixes the target, so every method explains the same output
+            tgt = target if i == 0 else attrs[0].target_id
+            attrs.append(attribute_tokens(handle, text, m, tgt, **attribution_kwargs))
+            found.append(
+                faithfulness_curves(
+                    handle,
+                    attrs[-1],
+                    level=level,
+                    n_random=n_random,
+                    seed=seed,
+                    batch_size=batch_size,
+                    progress=False,
+                )
+            )
+            bar.update(1)
+    curves = tuple(found)
     return FaithfulnessComparison(curves, tuple(attrs))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import TableResult, summary
+from ..display import TableResult, steps_bar, summary
 from ..models.addresses import NeuronAddress, Site, parse_neuron
 from ..models.loading import ModelHandle
 from .edits import MODES, Intervention, _check_handle, predict_logits
@@ -230,13 +230,15 @@ def compare_ablations(
     mode: str = "zero",
     reference: Sequence[str] | None = None,
     batch_size: int = 32,
+    progress: bool | None = None,
 ) -> AblationComparison:
     """Ablate the top ``k`` neurons of ``ranking_or_neurons`` and ``n_random`` draws of ``k`` random
     neurons from the same sites (as many per site), and measure each on ``texts``.
 
     ``ranking_or_neurons``: neuron addresses best first, a dict neuron → importance (higher first), or an
     object with a ``neurons`` attribute (addresses best first). ``mode``: ``"zero"`` or ``"mean"`` (with
-    ``reference`` texts).
+    ``reference`` texts). ``progress``: a bar over the ``1 + n_random`` measurements (``None``: shown for
+    100 text passes or more).
     """
     handle = _check_handle(model)
     ranked = _ranked(ranking_or_neurons)
@@ -276,8 +278,14 @@ def compare_ablations(
         return Intervention.zero(neurons)
 
     top_names = tuple(a.name for a in top)
-    top_effect = measure_effect(handle, texts, spec(top_names), batch_size=batch_size)
-    random_effects = tuple(measure_effect(handle, texts, spec(d), batch_size=batch_size) for d in draws)
+    n_texts = 1 if isinstance(texts, str) else len(texts)
+    bar = steps_bar(1 + n_random, "ablations", progress, auto=n_texts * (1 + n_random) >= 100, unit="draw")
+    effects = []
+    with bar:
+        for neurons in (top_names, *draws):
+            effects.append(measure_effect(handle, texts, spec(neurons), batch_size=batch_size))
+            bar.update(1)
+    top_effect, random_effects = effects[0], tuple(effects[1:])
     return AblationComparison(k, mode, top_names, tuple(draws), top_effect, random_effects)
 
 

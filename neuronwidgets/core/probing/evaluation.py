@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, listing, number, summary
+from ..display import Result, listing, number, steps_bar, summary
 from ..results import NeuronRanking
 from ..store.activations import Activations
 from ..store.design import Design, Split, compute_threads, encode_labels, resolve_split
@@ -147,13 +147,15 @@ def evaluate_ranking(
     seed: int = 0,
     part: str = "test",
     ablation: str = "zero",
+    progress: bool | None = None,
 ) -> RankingAblation:
     """Accuracy of ``result``'s probe keeping only, or ablating, the top / random / bottom k % of its
     neurons by ``ranking``, on the ``part`` ("test" or "dev") rows of its split (no retraining: this
     measures what the trained probe relies on).
 
     ``ablation``: ``"zero"`` (default; NeuroX and Dalvi et al. 2019) sets an ablated neuron's raw
-    activation to 0; ``"mean"`` sets it to its training mean."""
+    activation to 0; ``"mean"`` sets it to its training mean. ``progress``: a bar over the sizes (``None``:
+    shown for large probes, over 50M products in all)."""
     if not isinstance(result, ProbeResult):
         raise TypeError(f"result must be a ProbeResult (from train_probe), got {type(result).__name__}")
     if not isinstance(ranking, NeuronRanking):
@@ -183,7 +185,19 @@ def evaluate_ranking(
     x = Design(activations, neurons=list(probe.features)).matrix(rows)
     with compute_threads(x.size):
         return _ablation_curves(
-            result, ranking, probe, x, enc.y[rows], order, counts, pcts, int(draws), seed, part, ablation
+            result,
+            ranking,
+            probe,
+            x,
+            enc.y[rows],
+            order,
+            counts,
+            pcts,
+            int(draws),
+            seed,
+            part,
+            ablation,
+            progress,
         )
 
 
@@ -200,6 +214,7 @@ def _ablation_curves(
     seed: int,
     part: str,
     ablation: str,
+    progress: bool | None = None,
 ) -> RankingAblation:
     f = probe.num_features
     mean = np.asarray(probe.mean, dtype=np.float64)
@@ -233,13 +248,16 @@ def _ablation_curves(
     k_top, k_bot, z_top, z_bot = (np.zeros(len(pcts)) for _ in range(4))
     k_rand = np.zeros((int(draws), len(pcts)))
     z_rand = np.zeros((int(draws), len(pcts)))
-    for i, k in enumerate(counts):
-        top, bottom = order[:k], order[f - k :]
-        k_top[i], k_bot[i] = acc_keep(top), acc_keep(bottom)
-        z_top[i], z_bot[i] = acc_zero(top), acc_zero(bottom)
-        for d, perm in enumerate(perms):
-            k_rand[d, i] = acc_keep(perm[:k])
-            z_rand[d, i] = acc_zero(perm[:k])
+    work = x.size * len(counts) * (2 + int(draws))
+    with steps_bar(len(counts), "ranking ablation", progress, auto=work > 50_000_000, unit="size") as bar:
+        for i, k in enumerate(counts):
+            top, bottom = order[:k], order[f - k :]
+            k_top[i], k_bot[i] = acc_keep(top), acc_keep(bottom)
+            z_top[i], z_bot[i] = acc_zero(top), acc_zero(bottom)
+            for d, perm in enumerate(perms):
+                k_rand[d, i] = acc_keep(perm[:k])
+                z_rand[d, i] = acc_zero(perm[:k])
+            bar.update(1)
     full = _metric(probe.task, y, (contrib_all + bias).numpy(), probe.classes, probe)
     return RankingAblation(
         method=ranking.method,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, number, summary
+from ..display import Result, number, steps_bar, summary
 from ..models.addresses import NeuronAddress, Site, parse_neuron
 from ..store.activations import Activations
 from ..store.design import Design, Split, resolve_split, sample_rows, threads_by_size
@@ -240,6 +240,7 @@ def _cluster(
     seed: int,
     representative: str,
     precision: str,
+    progress: bool | None = None,
 ) -> list[NeuronClusters]:
     if linkage not in LINKAGES:
         raise ValueError(f"unknown linkage {linkage!r}: choose from {', '.join(LINKAGES)}")
@@ -261,7 +262,9 @@ def _cluster(
     labels = {t: np.empty(n, dtype=np.int64) for t in ts}
     reps: dict[float, dict[int, int]] = {t: {} for t in ts}
     rng = np.random.default_rng(seed)
+    bar = steps_bar(len(groups), "clustering", progress, auto=n >= 2000, unit="group")
     for members in groups:
+        bar.update(1)
         m = len(members)
         if m == 1:
             for t in ts:
@@ -283,6 +286,7 @@ def _cluster(
                     pick = idx[0]
                 labels[t][members[idx]] = members[root]
                 reps[t][int(members[root])] = int(members[pick])
+    bar.close()
     out = []
     for t in ts:
         raw = labels[t]
@@ -321,6 +325,7 @@ def cluster_neurons(
     seed: int = 0,
     representative: str = "medoid",
     precision: str = "auto",
+    progress: bool | None = None,
 ) -> NeuronClusters:
     """Cluster neurons whose activations are highly correlated (Dalvi et al. 2020).
 
@@ -329,7 +334,8 @@ def cluster_neurons(
     many randomly chosen words (standard error about ``1/√max_rows``; None for all). ``representative``:
     ``"medoid"`` (the member with the highest total ``|ρ|`` to the others), ``"random"`` (as the paper) or
     ``"first"``. ``precision``: as :func:`~neuronwidgets.core.probing.train_probe` (for the block
-    products that find the candidate pairs).
+    products that find the candidate pairs). ``progress``: a bar over the groups of candidate neurons
+    being linked (``None``: shown for 2,000 neurons or more).
     """
     design = Design(activations, sites=sites, neurons=neurons)
     return _cluster(
@@ -340,6 +346,7 @@ def cluster_neurons(
         seed=seed,
         representative=representative,
         precision=precision,
+        progress=progress,
     )[0]
 
 

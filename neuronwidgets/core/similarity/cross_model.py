@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..display import steps_bar
 from ..models.addresses import Site
 from ..results import NeuronRanking
 from ..store.activations import Activations
@@ -51,6 +52,7 @@ def rank_cross_model(
     seed: int = 0,
     variance: float = 0.99,
     block: int = 2048,
+    progress: bool | None = None,
 ) -> NeuronRanking:
     """Rank the neurons of ``activations`` by how well ``others`` (other models, layers or checkpoints on
     the same words) reproduce them (Bau et al. 2019).
@@ -64,7 +66,8 @@ def rank_cross_model(
     When an "other" is the very same neurons (same activations and sites), a neuron is not compared with
     itself: MaxCorr then finds its most correlated *other* neuron, LinReg predicts it from the others.
     Columns: ``partner`` and ``partner_corr`` (MaxCorr/MinCorr: the best-matching neuron and the signed
-    correlation), ``per_model`` scores otherwise in ``meta``.
+    correlation), ``per_model`` scores otherwise in ``meta``. ``progress``: a bar over the other models
+    (``None``: shown for over 50M products in all).
     """
     if method not in CROSS_METHODS:
         raise ValueError(f"unknown method {method!r}: choose from {', '.join(CROSS_METHODS)}")
@@ -78,6 +81,8 @@ def rank_cross_model(
     per_model = np.zeros((len(other_list), na))
     partners: list[list[str]] = []
     partner_corr = np.zeros((len(other_list), na))
+    work = za.shape[0] * na * len(other_list)
+    bar = steps_bar(len(other_list), "cross-model", progress, auto=work > 50_000_000, unit="model")
     for m, oth in enumerate(other_list):
         if not isinstance(oth, Activations):
             raise TypeError(f"others must be Activations, got {type(oth).__name__}")
@@ -120,6 +125,8 @@ def rank_cross_model(
             h = ua @ p[:, : len(rho)]  # canonical variates of this representation [n, r]
             load = za.double().T @ h  # correlation of each neuron with each variate [Na, r]
             per_model[m] = ((load * rho.clamp(0, 1)[None, :]) ** 2).sum(1).sqrt().numpy()
+        bar.update(1)
+    bar.close()
     per_model[:, const_a] = 0.0
     if method == "maxcorr":
         which = per_model.argmax(0)
