@@ -1,5 +1,6 @@
 """Helpers shared by the benches: progress lines on stderr, peak memory, the machine record, and running
-the NeuroX anchor (``../shared/anchors/neurox_baseline.py``) in its own interpreter."""
+the NeuroX anchor (a script outside this repository, named by ``$NEUROX_BASELINE``) in its own
+interpreter. The data is the gold UD English EWT shipped with the package."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-UD = SHARED / "data" / "ud_english_ewt"
-DEV, TEST = "en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"
+from neuronwidgets.core import ud_english_path
+
+UD = ud_english_path("dev").parent
+DEV, TEST = ud_english_path("dev").name, ud_english_path("test").name
 NEUROX_PYTHON = os.environ.get("NEUROX_PYTHON", "/tmp/neurox-env/bin/python")
+# NeuroX's side-by-side script is not part of neuronwidgets (the project must not depend on NeuroX)
+NEUROX_BASELINE = os.environ.get("NEUROX_BASELINE", "")
 
 
 def log(msg: str) -> None:
@@ -87,8 +90,13 @@ def run_neurox(python: str | Path, conllu: Path, sentences: int) -> dict | None:
     if not python.exists():
         log(f"NeuroX interpreter {python} not found: neurox_* fields are null")
         return None
+    script = Path(NEUROX_BASELINE)
+    if not NEUROX_BASELINE or not script.exists():
+        log(
+            "NeuroX anchor script not found (set $NEUROX_BASELINE to neurox_baseline.py): neurox_* fields are null"
+        )
+        return None
     log("NeuroX baseline in its own venv")
-    script = SHARED / "anchors" / "neurox_baseline.py"
     with tempfile.TemporaryDirectory(prefix="nw-neurox-") as tmp:
         cmd = [str(python), str(script), str(minilm_path()), str(conllu), tmp]
         return run_json([*cmd, "--max-sents", str(sentences)])

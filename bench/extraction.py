@@ -14,7 +14,7 @@ mean. Prints progress to stderr and ONE JSON line to stdout (the last line):
 - ``peak_rss_mb``: peak memory of this process (model, corpus, in-memory activations, forward baseline).
 - ``stream_*_1x`` / ``stream_*_4x``: streaming extraction to a temporary store over 1× and 4× the
   sentences (dev + test), each in its own subprocess so each has its own peak memory.
-- ``neurox_*``: NeuroX 1.0.9 on the same sentences, via ``../shared/anchors/neurox_baseline.py`` in its
+- ``neurox_*``: NeuroX 1.0.9 on the same sentences, via the anchor script ``$NEUROX_BASELINE`` (outside the repository) in its
   own venv (``--neurox-python``, ``$NEUROX_PYTHON``, default ``/tmp/neurox-env/bin/python``); null when
   that interpreter is missing.
 

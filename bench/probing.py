@@ -10,7 +10,7 @@ order too). Prints progress to stderr and ONE JSON line to stdout (the last line
   (the ordering of all 2,688 neurons); ``test_acc``: held-out accuracy.
 - ``control_acc``, ``selectivity``, ``majority_acc``, ``random_features_acc``, ``full_s``: one
   ``train_probe`` with the control task and baselines (three probes).
-- ``neurox_*``: NeuroX 1.0.9 via ``../shared/anchors/neurox_baseline.py`` in its own venv, in the same run
+- ``neurox_*``: NeuroX 1.0.9 via the anchor script ``$NEUROX_BASELINE`` (outside the repository) in its own venv, in the same run
   (``--neurox-python``, ``$NEUROX_PYTHON``, default ``/tmp/neurox-env/bin/python``; null when missing):
   ``neurox_train_s`` (its 10-epoch probe), ``neurox_test_acc``, ``neurox_ordering_s``.
 - ``speedup``: ``neurox_train_s / (train_s + ordering_s)`` (target ≥ 2); ``targets_met``: accuracy ≥ 0.93

@@ -16,9 +16,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_models import FAMILIES, make_tiny_model
 
-REPO = Path(__file__).resolve().parents[1]
-UD_DEV = REPO.parent / "shared" / "data" / "ud_english_ewt" / "en_ewt-ud-dev.conllu"
-
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -47,6 +44,7 @@ def minilm():
 
 @pytest.fixture(scope="session")
 def ud_dev() -> Path:
-    if not UD_DEV.exists():
-        pytest.skip(f"UD English data not found at {UD_DEV} (it lives in the project's shared/ folder)")
-    return UD_DEV
+    """The gold UD English EWT dev file shipped with the package (never skipped: it is package data)."""
+    from neuronwidgets.core import ud_english_path
+
+    return ud_english_path("dev")

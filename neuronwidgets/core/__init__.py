@@ -42,7 +42,7 @@ from .concepts import (
     top_activations,
     word_types,
 )
-from .data import Corpus, annotate, as_corpus, load_conllu, load_parallel
+from .data import Corpus, annotate, as_corpus, load_conllu, load_parallel, load_ud_english, ud_english_path
 from .interventions import (
     AblationComparison,
     Generation,
@@ -182,6 +182,7 @@ __all__ = [
     "load_conllu",
     "load_model",
     "load_parallel",
+    "load_ud_english",
     "measure_effect",
     "parse_neuron",
     "parse_neurons",
@@ -206,6 +207,7 @@ __all__ = [
     "train_minimal_probe",
     "train_probe",
     "train_redundancy_probes",
+    "ud_english_path",
     "word_types",
     "wrap_model",
 ]

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from neuronwidgets.core import Corpus, annotate, as_corpus, load_conllu, load_parallel
+from neuronwidgets.core import (
+    Corpus,
+    annotate,
+    as_corpus,
+    load_conllu,
+    load_parallel,
+    load_ud_english,
+    ud_english_path,
+)
 from neuronwidgets.core.data.corpus import feature_values
 
 SAMPLE = """# sent_id = 1
@@ -61,6 +69,29 @@ def test_real_ud_file_loads(ud_dev) -> None:
     frame = c.to_frame()
     assert len(frame) == c.num_words and {"word", "upos", "xpos"} <= set(frame.columns)
     assert len(c.flat_labels("upos")) == c.num_words
+
+
+def test_ud_english_splits_are_shipped_whole() -> None:
+    """Both gold splits load from the package data, with the sizes the UD release states, and the counts
+    match an independent line count of the files (one token line per syntactic word)."""
+    for split, sentences in (("dev", 2001), ("test", 2077)):
+        path = ud_english_path(split)
+        assert (path.parent / "LICENSE.txt").exists() and (path.parent / "README.md").exists()
+        c = load_ud_english(split)
+        assert len(c) == sentences and c.name == f"UD English EWT {split}"
+        assert set(c.columns) == {"upos", "xpos"}
+        lines = path.read_text(encoding="utf-8").splitlines()
+        ids = [ln.split("\t", 1)[0] for ln in lines if ln and not ln.startswith("#")]
+        assert c.num_words == sum(1 for i in ids if i.isdigit())
+        assert sum(1 for ln in lines if ln.startswith("# sent_id")) == sentences
+    assert load_ud_english("dev").num_words == 25147
+    first = load_ud_english("dev", columns=["upos", "xpos", "deprel"], max_sentences=1)
+    assert first.words == [["From", "the", "AP", "comes", "this", "story", ":"]]
+    assert first.labels["upos"][0] == ["ADP", "DET", "PROPN", "VERB", "DET", "NOUN", "PUNCT"]
+    assert first.labels["xpos"][0] == ["IN", "DT", "NNP", "VBZ", "DT", "NN", ":"]
+    assert len(load_ud_english("test", max_sentences=10, max_words=8)) == 10
+    with pytest.raises(ValueError, match="split must be one of 'dev', 'test', got 'train'"):
+        load_ud_english("train")
 
 
 def test_parallel_files(tmp_path) -> None:
@@ -127,6 +158,21 @@ def test_annotate_with_spacy() -> None:
     assert heads[1] == 0 and heads[0] == 2  # "walked" is the root; "She" attaches to it
     with pytest.raises(ValueError, match="empty"):
         annotate(["fine", "  "])
+
+
+def test_annotate_a_corpus_keeps_its_words() -> None:
+    """Silver spaCy tags of gold UD words line up one to one (no re-tokenisation), and agree with the
+    gold UPOS on most words but not all (an independent count over the flat labels)."""
+    gold = load_ud_english("dev", max_sentences=60)
+    silver = annotate(gold)
+    assert silver.words == gold.words and silver.texts == gold.texts and silver.spans == gold.spans
+    assert silver.num_words == gold.num_words
+    g, s = gold.flat_labels("upos"), silver.flat_labels("upos")
+    agree = sum(a == b for a, b in zip(g, s)) / len(g)
+    assert 0.85 < agree < 1.0
+    # a word spaCy alone would split stays one word: the corpus decides the tokens
+    odd = Corpus.from_words([["can't", "stop"]])
+    assert annotate(odd).words == [["can't", "stop"]]
 
 
 def test_from_texts_keeps_given_strings_whole() -> None:

@@ -1,6 +1,6 @@
 """Data: corpora (CoNLL-U, parallel files, plain text, spaCy annotation) with their per-word labels."""
 
-from .corpus import Corpus, annotate, as_corpus, load_conllu, load_parallel
+from .corpus import Corpus, annotate, as_corpus, load_conllu, load_parallel, load_ud_english, ud_english_path
 
 __all__ = [
     "Corpus",
@@ -8,4 +8,6 @@ __all__ = [
     "as_corpus",
     "load_conllu",
     "load_parallel",
+    "load_ud_english",
+    "ud_english_path",
 ]

