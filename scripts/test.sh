@@ -2,7 +2,9 @@
 # Set everything up (Chromium included), then run every test layer:
 #   lint and types (ruff, mypy, tsc) · JS unit tests (vitest) · Python tests: core, widget models and
 #   the real-browser tests (JupyterLab + headless Chromium) · the tour notebook executed headless ·
-#   the built wheel carries the bundles and installs without Node · the docs build (warnings as errors).
+#   the built wheel carries the bundles and the gold data and installs without Node; installed with
+#   [models] in a fresh venv, `python -m neuronwidgets models install` gives the three default models ·
+#   the docs build (warnings as errors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --browser
@@ -28,9 +30,13 @@ names = zipfile.ZipFile(glob.glob("build/wheel/*.whl")[0]).namelist()
 bundles = [n for n in names if n.startswith("neuronwidgets/static/") and n.endswith(".js")]
 assert bundles, "the wheel has no JS bundles"
 print("bundles in wheel:", ", ".join(sorted(bundles)))
+ud = {n.rsplit("/", 1)[-1] for n in names if n.startswith("neuronwidgets/data/ud_english_ewt/")}
+assert {"en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu", "LICENSE.txt", "README.md"} <= ud, ud
 PYEOF
 PATH="$(dirname "$(readlink -f "$PY")")" "$PY" -m pip install -q --no-deps --target build/wheel-install build/wheel/*.whl
 test -f build/wheel-install/neuronwidgets/static/token_heatmap.js
+step "the wheel with [models] in a fresh venv, no setup script: models install, default models offline"
+scripts/check_wheel_models.sh build/wheel/*.whl
 step "the notebooks run headless, top to bottom"
 mkdir -p build
 for nb in 00_tour 02_probing 03_ablation 04_causation 05_concepts; do

