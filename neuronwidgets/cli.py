@@ -82,7 +82,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 
 
 def models_list() -> int:
-    from .core.models.loading import cache_dir
+    from .core.models.offline import cache_dir
 
     _print_table(models_table())
     cache = cache_dir() / "smollm2-135m-instruct"

