@@ -105,8 +105,10 @@ from .similarity import (
 from .store import (
     Activations,
     Split,
+    StoreCorruptionError,
     as_activations,
     extract_activations,
+    migrate_store,
     resolve_sites,
     split_sentences,
 )
@@ -149,6 +151,7 @@ __all__ = [
     "SimilarityMatrix",
     "Site",
     "Split",
+    "StoreCorruptionError",
     "TokenAttribution",
     "TokenInteractions",
     "TopActivations",
@@ -184,6 +187,7 @@ __all__ = [
     "load_parallel",
     "load_ud_english",
     "measure_effect",
+    "migrate_store",
     "parse_neuron",
     "parse_neurons",
     "parse_site",

@@ -250,17 +250,9 @@ def test_store_matches_memory_and_reopens_without_the_model(tiny_models, tmp_pat
     )
     assert again.matrix().shape == (sum(map(len, data)), 16 * 3 + 24 * 2)
     assert again.feature_names()[0] == "embed.resid:0"
-    # no pickle anywhere: every file is .npy (plain arrays) or JSON
+    # a Zarr v3 store: no pickle, no .npy
     files = [p for p in (tmp_path / "acts").rglob("*") if p.is_file()]
-    assert {p.suffix for p in files} <= {".npy", ".json"}
-    for p in files:
-        if p.suffix == ".npy":
-            np.load(p, allow_pickle=False)
-
-
-def test_store_arrays_are_memory_mapped(tiny_models, tmp_path) -> None:
-    store = extract_activations(tiny_models["bert"], _corpus(8), store=tmp_path / "s", chunk_sentences=4)
-    assert isinstance(store.chunk(0).arrays["layer.0.resid"], np.memmap)
+    assert (tmp_path / "acts" / "zarr.json").exists() and not any(p.suffix == ".npy" for p in files)
 
 
 def test_interrupted_extraction_resumes_with_identical_results(tiny_models, tmp_path, monkeypatch) -> None:
@@ -268,26 +260,24 @@ def test_interrupted_extraction_resumes_with_identical_results(tiny_models, tmp_
     data = _corpus(20)
     full = extract_activations(m, data, components="all", store=tmp_path / "full", chunk_sentences=4)
 
-    from neuronwidgets.core.store import activations as act_mod
+    from neuronwidgets.core.store import zarrstore
 
-    real_write = act_mod.Chunk.write
+    real_write = zarrstore.ZarrStore.write_block
     calls = {"n": 0}
 
-    def write_then_die(self, folder):
+    def write_then_die(self, k, chunk):
         calls["n"] += 1
         if calls["n"] == 3:
-            folder.with_name(folder.name + ".tmp").mkdir()  # a chunk cut off mid-write
             raise KeyboardInterrupt
-        real_write(self, folder)
+        real_write(self, k, chunk)
 
-    monkeypatch.setattr(act_mod.Chunk, "write", write_then_die)
+    monkeypatch.setattr(zarrstore.ZarrStore, "write_block", write_then_die)
     with pytest.raises(KeyboardInterrupt):
         extract_activations(m, data, components="all", store=tmp_path / "resumed", chunk_sentences=4)
     monkeypatch.undo()
     with pytest.raises(ValueError, match="incomplete"):
         Activations.open(tmp_path / "resumed")
-    done_before = sorted(p.name for p in (tmp_path / "resumed" / "chunks").iterdir())
-    assert done_before == ["00000", "00001", "00002.tmp"]
+    assert zarrstore.ZarrStore.open(tmp_path / "resumed").done().tolist() == [True, True, False, False, False]
 
     resumed = extract_activations(m, data, components="all", store=tmp_path / "resumed", chunk_sentences=4)
     for site in full.sites:

@@ -1,26 +1,21 @@
-"""Activation sets: per-word (or per-token) activations at chosen sites, in memory or in a chunked
-on-disk store with the same interface.
+"""Activation sets: per-word (or per-token) activations at chosen sites, in memory or in an on-disk
+Zarr v3 store with the same interface.
 
-On-disk layout (no pickle; NumPy ``.npy`` and JSON only)::
+The on-disk format (one array per site, chunked by blocks of sentences, compressed, CRC-32C checked, with
+the words, offsets and corpus alongside) is described in :mod:`neuronwidgets.core.store.zarrstore` and
+docs/store.md. Every read from a store is checked: damage raises
+:class:`~neuronwidgets.core.store.zarrstore.StoreCorruptionError` naming the store, the site and the chunk.
 
-    store/
-      meta.json                 what was extracted, from what, and a fingerprint of the inputs
-      chunks/00000/             sentences [0, chunk_sentences)
-        offsets.npy             int64 [n_sentences + 1]: unit rows of each sentence
-        units.json              the words or tokens of each sentence
-        word_ids.npy            int64 [n_units]: word index of each unit (tokens only)
-        <site>.npy              float [n_units, width] for each site, e.g. layer.3.mlp.npy
-
-A chunk appears under its final name only once complete (written to ``.tmp`` and renamed), so an
-interrupted extraction resumes at the first missing chunk with identical results. Arrays are opened
-memory-mapped, so reading one layer, one neuron or one sentence never loads the whole store.
+Stores written before the Zarr format (``meta.json`` + ``chunks/`` of ``.npy`` files, format 1) still
+open, read-only and without checksums, with a warning; :func:`migrate_store` converts one once.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator, Sequence
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,12 +25,14 @@ import pandas as pd
 
 from ..display import Result, bar_plot, listing, summary
 from ..models.addresses import NeuronAddress, Site, parse_neuron, parse_site
+from .zarrstore import FORMAT, ZARR_FORMAT_VERSION, Layout, LazySites, ZarrStore, is_legacy_store
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-FORMAT = "neuronwidgets-activations"
-FORMAT_VERSION = 1
+FORMAT_VERSION = ZARR_FORMAT_VERSION
+LEGACY_VERSION = 1
+CACHED_CHUNKS = 8
 
 
 @dataclass
@@ -45,34 +42,28 @@ class Chunk:
 
     offsets: np.ndarray
     units: list[list[str]]
-    arrays: dict[str, np.ndarray]
+    arrays: Mapping[str, np.ndarray]
     word_ids: np.ndarray | None = None
 
     @property
     def num_sentences(self) -> int:
         return len(self.offsets) - 1
 
-    def write(self, folder: Path) -> None:
-        """Write to ``folder`` atomically (via a ``.tmp`` sibling renamed at the end)."""
-        tmp = folder.with_name(folder.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        np.save(tmp / "offsets.npy", self.offsets)
-        (tmp / "units.json").write_text(json.dumps(self.units, ensure_ascii=False), encoding="utf-8")
-        if self.word_ids is not None:
-            np.save(tmp / "word_ids.npy", self.word_ids)
-        for site, arr in self.arrays.items():
-            np.save(tmp / f"{site}.npy", arr)
-        tmp.rename(folder)
-
     @classmethod
-    def read(cls, folder: Path, sites: Sequence[str]) -> Chunk:
-        offsets = np.load(folder / "offsets.npy")
-        units = json.loads((folder / "units.json").read_text(encoding="utf-8"))
-        wid = folder / "word_ids.npy"
-        arrays = {s: np.load(folder / f"{s}.npy", mmap_mode="r") for s in sites}
-        return cls(offsets, units, arrays, np.load(wid) if wid.exists() else None)
+    def read_legacy(cls, folder: Path, sites: Sequence[str]) -> Chunk:
+        """A chunk of a format-1 store (``.npy`` + JSON, memory-mapped; no checksums)."""
+        try:
+            offsets = np.load(folder / "offsets.npy", allow_pickle=False)
+            units = json.loads((folder / "units.json").read_text(encoding="utf-8"))
+            wid = folder / "word_ids.npy"
+            arrays = {s: np.load(folder / f"{s}.npy", mmap_mode="r", allow_pickle=False) for s in sites}
+            word_ids = np.load(wid, allow_pickle=False) if wid.exists() else None
+        except Exception as exc:
+            raise ValueError(
+                f"old-format activation store: chunk folder {folder} cannot be read ({type(exc).__name__}: "
+                f"{exc}); this format has no checksums, so re-extract into a new store (a Zarr store)"
+            ) from exc
+        return cls(offsets, units, arrays, word_ids)
 
 
 class Activations(Result):
@@ -85,49 +76,86 @@ class Activations(Result):
     :meth:`open` (no model needed).
     """
 
-    def __init__(self, meta: dict[str, Any], chunks: list[Chunk] | None = None, path: Path | None = None):
+    def __init__(
+        self,
+        meta: dict[str, Any],
+        chunks: list[Chunk] | None = None,
+        path: Path | None = None,
+        store: ZarrStore | None = None,
+    ):
         self.meta = meta
         self.path = path
+        self.store = store
         self._chunks = chunks
-        self._chunk_cache: dict[int, Chunk] = {}
+        self._chunk_cache: OrderedDict[int, Chunk] = OrderedDict()
         per_chunk = self._chunk_sentence_counts()
         self._chunk_starts = np.concatenate([[0], np.cumsum(per_chunk)]).astype(np.int64)
-        self._unit_starts: np.ndarray | None = None
+        self._unit_starts: np.ndarray | None = None if store is None else store.layout.offsets
 
     # -- opening and saving ----------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path) -> Activations:
-        """Open a store written by ``extract_activations(..., store=path)``; arrays load lazily."""
+        """Open a store written by ``extract_activations(..., store=path)``; arrays load lazily and every
+        read is checked against the store's checksums."""
         path = Path(path)
-        meta_file = path / "meta.json"
-        if not meta_file.exists():
-            raise ValueError(f"{path} is not an activation store (no meta.json)")
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a neuronwidgets activation store")
-        if not meta.get("complete"):
+        if is_legacy_store(path):
+            return cls._open_legacy(path)
+        store = ZarrStore.open(path)
+        if not store.complete:
             raise ValueError(
                 f"the activation store at {path} is incomplete (an extraction was interrupted): run "
                 "extract_activations again with the same arguments and store path to resume it"
             )
+        meta = {**store.meta, "chunk_counts": [n for _, n in store.layout.blocks]}
+        return cls(meta, None, path, store)
+
+    @classmethod
+    def _open_legacy(cls, path: Path) -> Activations:
+        try:
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}/meta.json cannot be read ({exc}): re-extract into a new store") from exc
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a neuronwidgets activation store")
+        if not meta.get("complete"):
+            raise ValueError(
+                f"{path} is an incomplete old-format (NumPy + JSON) store: it cannot be resumed; re-extract "
+                "with extract_activations(..., store=<a new folder>)"
+            )
+        warnings.warn(
+            f"{path} is an old-format activation store (NumPy + JSON chunks, format 1): it is read as it is, "
+            "without checksums. Convert it once with neuronwidgets.core.migrate_store(path, new_path) (a "
+            "checked Zarr store), or re-extract",
+            UserWarning,
+            stacklevel=3,
+        )
         return cls(meta, None, path)
 
     def save(self, path: str | Path) -> Activations:
-        """Write these activations as an on-disk store and return it opened from there."""
+        """Write these activations as an on-disk (Zarr) store and return it opened from there."""
         path = Path(path)
-        if (path / "meta.json").exists() or (path.exists() and any(path.iterdir())):
+        if path.exists() and any(path.iterdir()):
             raise ValueError(f"{path} already exists and is not empty: choose a new folder")
-        (path / "chunks").mkdir(parents=True, exist_ok=True)
-        counts = []
+        counts = [self.chunk(k).num_sentences for k in range(self.num_chunks)]
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        layout = Layout.of([(int(starts[k]), counts[k]) for k in range(len(counts))], self.offsets)
+        keep = ("chunk_counts", "complete", "format", "version")
+        meta = {k: v for k, v in self.meta.items() if k not in keep}
+        meta.update(format=FORMAT, version=FORMAT_VERSION)
+        fingerprint = meta.pop("fingerprint", None) or {}
+        if not isinstance(fingerprint, dict):
+            fingerprint = {"legacy": str(fingerprint)}
+        corpus = self.store.corpus() if self.store is not None else None
+        store = ZarrStore.create(path, meta, fingerprint, layout, corpus)
         for k in range(self.num_chunks):
-            ch = self.chunk(k)
-            Chunk(ch.offsets, ch.units, {s: np.asarray(a) for s, a in ch.arrays.items()}, ch.word_ids).write(
-                path / "chunks" / f"{k:05d}"
-            )
-            counts.append(ch.num_sentences)
-        meta = {**self.meta, "chunk_counts": counts, "complete": True}
-        (path / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            store.write_block(k, self.read_chunk(k, self.sites))
+        store.mark_complete()
         return Activations.open(path)
+
+    def corpus(self) -> Any:
+        """The :class:`~neuronwidgets.core.corpus.Corpus` stored with the activations (``None`` when the
+        store has none, e.g. one written by :meth:`save` from in-memory activations)."""
+        return self.store.corpus() if self.store is not None else None
 
     # -- description -----------------------------------------------------------------------------
     @property
@@ -183,12 +211,30 @@ class Activations(Result):
         return list(self.meta["chunk_counts"])
 
     def chunk(self, k: int) -> Chunk:
+        """Chunk ``k`` (a block of sentences); from a store, its arrays are read and checked on first use
+        and the last few chunks are cached."""
         if self._chunks is not None:
             return self._chunks[k]
-        if k not in self._chunk_cache:
+        if k in self._chunk_cache:
+            self._chunk_cache.move_to_end(k)
+            return self._chunk_cache[k]
+        chunk = self.read_chunk(k, self.sites)
+        self._chunk_cache[k] = chunk
+        while len(self._chunk_cache) > CACHED_CHUNKS:
+            self._chunk_cache.popitem(last=False)
+        return chunk
+
+    def read_chunk(self, k: int, sites: Sequence[str]) -> Chunk:
+        """Chunk ``k`` with only ``sites`` readable, bypassing the cache (for streaming passes)."""
+        if self._chunks is not None:
+            return self._chunks[k]
+        if not 0 <= k < self.num_chunks:
+            raise IndexError(f"chunk {k} is out of range: there are {self.num_chunks} chunks")
+        if self.store is None:
             assert self.path is not None
-            self._chunk_cache[k] = Chunk.read(self.path / "chunks" / f"{k:05d}", self.sites)
-        return self._chunk_cache[k]
+            return Chunk.read_legacy(self.path / "chunks" / f"{k:05d}", list(sites))
+        local, units, word_ids = self.store.read_rows(k)
+        return Chunk(local, units, LazySites(self.store, k, sites), word_ids)
 
     def iter_chunks(self) -> Iterator[tuple[int, Chunk]]:
         """Yield ``(first_sentence, chunk)`` in order: the streaming way through a large store."""
@@ -322,3 +368,14 @@ class Activations(Result):
         return pd.DataFrame(
             {"sentence": sent, "position": pos, self.granularity: text, addr.name: self.neuron(addr)}
         )
+
+
+def migrate_store(old: str | Path, new: str | Path) -> Activations:
+    """Convert an old-format (NumPy + JSON) store at ``old`` into a checked Zarr store at ``new`` (an empty
+    or new folder) and return it opened; ``old`` is left untouched."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        acts = Activations.open(old)
+    if acts.store is not None:
+        raise ValueError(f"{old} is already a Zarr activation store: nothing to migrate")
+    return acts.save(new)

@@ -13,6 +13,7 @@ their rows concatenated, so the output still has one row per word.
 from __future__ import annotations
 
 import bisect
+import copy
 import hashlib
 import json
 import shutil
@@ -30,6 +31,7 @@ from ..models.addresses import COMPONENTS, Site
 from ..models.hooks import run_capturing
 from ..models.loading import ModelHandle, as_handle
 from .activations import FORMAT, FORMAT_VERSION, Activations, Chunk
+from .zarrstore import Layout, ZarrStore, corpus_digest, is_legacy_store, is_zarr_store
 
 GRANULARITIES = ("word", "token")
 AGGREGATIONS = ("mean", "first", "last", "max")
@@ -110,6 +112,8 @@ def extract_activations(
     aggregation: str = "mean",
     store: str | Path | None = None,
     overwrite: bool = False,
+    repair: bool = False,
+    client: Any = None,
     chunk_sentences: int = 256,
     batch_size: int = 32,
     max_batch_tokens: int = 4096,
@@ -122,142 +126,253 @@ def extract_activations(
     - ``layers``/``components``: see :func:`resolve_sites` (default: every layer's residual stream).
     - ``granularity``: ``"word"`` (subwords aggregated by ``aggregation``: ``"mean"``, ``"first"``,
       ``"last"``, ``"max"``) or ``"token"`` (one row per model token, special tokens left out).
-    - ``store``: a folder to stream to (memory bounded by ``chunk_sentences``, resumable: calling again
-      with the same arguments continues where an interrupted run stopped); ``None`` keeps it in memory.
+    - ``store``: a folder to stream to, a Zarr v3 store (memory bounded by ``chunk_sentences``; resumable:
+      calling again with the same arguments continues where an interrupted run stopped, and refuses, saying
+      what differs, when the model's weights, tokenizer, corpus, sites, dtype or settings changed);
+      ``None`` keeps it in memory. ``overwrite=True`` replaces what is there; ``repair=True`` checks
+      every block of an existing store and re-extracts the damaged ones.
+    - ``client``: a ``distributed.Client``: the blocks of sentences are shared out to its workers, each
+      writing its own blocks into ``store`` (required); the result is bit-identical to one process.
     - ``max_length``: tokens per forward pass (default the model's maximum); longer texts are split.
     - ``dtype``: ``"float32"`` or ``"float16"`` for the stored values.
     """
-    handle = as_handle(model)
-    corpus = as_corpus(data)
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"unknown granularity {granularity!r}: choose 'word' or 'token'")
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {aggregation!r}: choose from {', '.join(AGGREGATIONS)}")
-    if dtype not in ("float32", "float16"):
-        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-    for name, v in (
-        ("chunk_sentences", chunk_sentences),
-        ("batch_size", batch_size),
-        ("max_batch_tokens", max_batch_tokens),
-    ):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r} ({type(v).__name__})")
-    if max_length is not None and (
-        isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1
-    ):
-        raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
     if store is not None:
         if not isinstance(store, (str, Path)):
             raise TypeError(f"store must be a folder path (str or Path), got {type(store).__name__}")
         if Path(store).exists() and not Path(store).is_dir():
             raise ValueError(f"store must be a folder, but {store} is a file: choose a folder path")
-    sites = resolve_sites(handle, layers, components)
-    limit = max_length or handle.max_length
-    template = _special_template(handle)
-    budget = limit - len(template[0]) - len(template[1])
-    if budget < 1:
-        raise ValueError(f"max_length={limit} leaves no room for text after the special tokens")
-
-    meta: dict[str, Any] = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "model": handle.name,
-        "sites": [s.name for s in sites],
-        "widths": {s.name: handle.width(s) for s in sites},
-        "granularity": granularity,
-        "aggregation": aggregation if granularity == "word" else None,
-        "dtype": dtype,
-        "num_sentences": len(corpus),
-        "max_length": limit,
-    }
+    plan = _Plan.make(
+        model, data, layers, components, granularity, aggregation, chunk_sentences, batch_size,
+        max_batch_tokens, max_length, dtype, in_memory=store is None,
+    )  # fmt: skip
     if store is None:
-        chunk_sentences = len(corpus)  # one chunk: best length sorting, memory is the corpus anyway
-    meta["chunk_sentences"] = chunk_sentences
-    meta["fingerprint"] = _fingerprint(corpus, meta)
-    bounds = [(a, min(a + chunk_sentences, len(corpus))) for a in range(0, len(corpus), chunk_sentences)]
+        if client is not None:
+            raise ValueError(
+                "client= needs store=: each worker writes its blocks of sentences into the store"
+            )
+        chunk = plan.run_block(0)
+        plan.warn()
+        return Activations(plan.meta, [chunk])
+    root = Path(store)
+    opened = _prepare_store(root, plan, overwrite, repair)
+    if isinstance(opened, Activations):
+        return opened
+    todo = [k for k, done in enumerate(opened.done()) if not done]
+    if client is not None:
+        from .sharding import extract_on_dask
 
-    root = Path(store) if store is not None else None
-    if root is not None:
-        done = _prepare_store(root, meta, overwrite)
-        if done is not None:
-            return done
+        extract_on_dask(client, plan, root, todo)
+    else:
+        show = progress if progress is not None else len(plan.corpus) >= 256
+        from tqdm.auto import tqdm
 
-    show = progress if progress is not None else len(corpus) >= 256
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(corpus), desc=f"extracting {handle.name}", unit="sent", disable=not show)
-    chunks: list[Chunk] = []
-    extractor = _Extractor(
-        handle, sites, granularity, aggregation, template, budget, batch_size, max_batch_tokens
-    )
-    try:
-        for k, (a, b) in enumerate(bounds):
-            if root is not None and (root / "chunks" / f"{k:05d}").exists():
-                bar.update(b - a)
-                continue
-            chunk = extractor.run(corpus, a, b, dtype)
-            if root is not None:
-                chunk.write(root / "chunks" / f"{k:05d}")
-            else:
-                chunks.append(chunk)
-            bar.update(b - a)
-    finally:
-        bar.close()
-    if extractor.replaced:
-        warnings.warn(
-            f"{extractor.replaced} word(s) produced no token (e.g. zero-width characters) and were fed to the "
-            f"model as {handle.tokenizer.unk_token or '?'!r} so that every word has a row",
-            stacklevel=2,
+        bar = tqdm(
+            total=len(plan.corpus), desc=f"extracting {plan.handle.name}", unit="sent", disable=not show
         )
-    if extractor.split:
-        warnings.warn(
-            f"{extractor.split} sentence(s) are longer than {limit} tokens and were split into windows at word "
-            "boundaries (each window is encoded separately)",
-            stacklevel=2,
+        try:
+            for k in todo:
+                opened.write_block(k, plan.run_block(k))
+                bar.update(plan.bounds[k][1] - plan.bounds[k][0])
+        finally:
+            bar.close()
+        plan.warn()
+    opened.mark_complete()
+    return Activations.open(root)
+
+
+@dataclass
+class _Plan:
+    """Everything an extraction needs, checked: model, corpus, sites, meta, blocks of sentences and the
+    extractor (also what a Dask worker receives)."""
+
+    handle: ModelHandle
+    corpus: Corpus
+    sites: list[Site]
+    meta: dict[str, Any]
+    bounds: list[tuple[int, int]]
+    extractor: _Extractor
+
+    @classmethod
+    def make(
+        cls,
+        model: ModelHandle | str,
+        data: Any,
+        layers: Any,
+        components: Any,
+        granularity: str,
+        aggregation: str,
+        chunk_sentences: int,
+        batch_size: int,
+        max_batch_tokens: int,
+        max_length: int | None,
+        dtype: str,
+        in_memory: bool = False,
+    ) -> _Plan:
+        handle = as_handle(model)
+        corpus = as_corpus(data)
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"unknown granularity {granularity!r}: choose 'word' or 'token'")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}: choose from {', '.join(AGGREGATIONS)}")
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+        for name, v in (
+            ("chunk_sentences", chunk_sentences),
+            ("batch_size", batch_size),
+            ("max_batch_tokens", max_batch_tokens),
+        ):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r} ({type(v).__name__})")
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1
+        ):
+            raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
+        sites = resolve_sites(handle, layers, components)
+        limit = max_length or handle.max_length
+        template = _special_template(handle)
+        budget = limit - len(template[0]) - len(template[1])
+        if budget < 1:
+            raise ValueError(f"max_length={limit} leaves no room for text after the special tokens")
+        if in_memory:
+            chunk_sentences = len(corpus)  # one chunk: best length sorting, memory is the corpus anyway
+        meta: dict[str, Any] = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "model": handle.name,
+            "sites": [s.name for s in sites],
+            "widths": {s.name: handle.width(s) for s in sites},
+            "granularity": granularity,
+            "aggregation": aggregation if granularity == "word" else None,
+            "dtype": dtype,
+            "num_sentences": len(corpus),
+            "max_length": limit,
+            "chunk_sentences": chunk_sentences,
+        }
+        bounds = [(a, min(a + chunk_sentences, len(corpus))) for a in range(0, len(corpus), chunk_sentences)]
+        extractor = _Extractor(
+            handle, sites, granularity, aggregation, template, budget, batch_size, max_batch_tokens
         )
-    if root is not None:
-        meta["chunk_counts"] = [b - a for a, b in bounds]
-        meta["complete"] = True
-        _write_meta(root, meta)
-        return Activations.open(root)
-    return Activations(meta, chunks)
+        return cls(handle, corpus, sites, meta, bounds, extractor)
+
+    def run_block(self, k: int) -> Chunk:
+        a, b = self.bounds[k]
+        return self.extractor.run(self.corpus, a, b, self.meta["dtype"])
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the store's contents depend on: weights, tokenizer, corpus, sites, dtype and settings."""
+        settings = {k: v for k, v in self.meta.items() if k not in ("format", "version", "sites", "dtype")}
+        return {
+            "weights": weights_digest(self.handle.model),
+            "tokenizer": tokenizer_digest(self.handle.tokenizer),
+            "corpus": corpus_digest(self.corpus),
+            "sites": list(self.meta["sites"]),
+            "dtype": self.meta["dtype"],
+            "settings": settings,
+        }
+
+    def layout(self) -> Layout:
+        """Blocks and unit offsets; token granularity tokenises the corpus once to count the tokens."""
+        if self.meta["granularity"] == "word":
+            counts = [len(w) for w in self.corpus.words]
+        else:
+            counter = copy.copy(self.extractor)
+            counts = []
+            for a, b in self.bounds:
+                counts += [len(s.ids) for s in counter._tokenise(self.corpus, a, b)]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return Layout.of([(a, b - a) for a, b in self.bounds], offsets)
+
+    def warn(self) -> None:
+        ex, handle = self.extractor, self.handle
+        if ex.replaced:
+            warnings.warn(
+                f"{ex.replaced} word(s) produced no token (e.g. zero-width characters) and were fed to the "
+                f"model as {handle.tokenizer.unk_token or '?'!r} so that every word has a row",
+                stacklevel=3,
+            )
+        if ex.split:
+            warnings.warn(
+                f"{ex.split} sentence(s) are longer than {self.meta['max_length']} tokens and were split into "
+                "windows at word boundaries (each window is encoded separately)",
+                stacklevel=3,
+            )
 
 
-def _fingerprint(corpus: Corpus, meta: dict[str, Any]) -> str:
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over every tensor of the model's state dict (names, dtypes, shapes and bytes)."""
     h = hashlib.sha256()
-    h.update(json.dumps([corpus.texts, corpus.spans], ensure_ascii=False).encode())
-    h.update(json.dumps({k: v for k, v in sorted(meta.items()) if k != "fingerprint"}).encode())
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().data)
     return h.hexdigest()
 
 
-def _write_meta(root: Path, meta: dict[str, Any]) -> None:
-    tmp = root / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    tmp.replace(root / "meta.json")
+def tokenizer_digest(tokenizer: Any) -> str:
+    """SHA-256 of the tokenizer's full serialisation (vocabulary, merges, normalisation, special tokens)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    extra = json.dumps([type(tokenizer).__name__, str(tokenizer.all_special_tokens)])
+    return hashlib.sha256((text + extra).encode()).hexdigest()
 
 
-def _prepare_store(root: Path, meta: dict[str, Any], overwrite: bool) -> Activations | None:
-    """Create the store, or check an existing one is the same extraction (then resume or reopen)."""
-    meta_file = root / "meta.json"
-    if meta_file.exists():
-        old = json.loads(meta_file.read_text(encoding="utf-8"))
-        if old.get("fingerprint") == meta["fingerprint"] and not overwrite:
-            if old.get("complete"):
-                return Activations.open(root)
-            for tmp in (root / "chunks").glob("*.tmp"):
-                shutil.rmtree(tmp)  # a chunk cut off mid-write
-            return None
+_WHAT = {
+    "weights": "the model's weights (another checkpoint, or the model was changed/fine-tuned)",
+    "tokenizer": "the tokenizer",
+    "corpus": "the corpus (other sentences, words or labels)",
+}
+
+
+def describe_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two fingerprints, in words."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key in _WHAT:
+            out.append(_WHAT[key])
+        elif isinstance(a, dict) and isinstance(b, dict):
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            out += [f"{k} (store: {a.get(k)!r}, now: {b.get(k)!r})" for k in keys]
+        else:
+            out.append(f"{key} (store: {a!r}, now: {b!r})")
+    return out
+
+
+def _prepare_store(root: Path, plan: _Plan, overwrite: bool, repair: bool) -> ZarrStore | Activations:
+    """Create the store, or check an existing one holds the same extraction (then resume, repair or reopen)."""
+    fingerprint = plan.fingerprint()
+    if is_legacy_store(root):
         if not overwrite:
             raise ValueError(
-                f"the store {root} holds a different extraction (other model, data or settings): pass a new "
-                "folder, or overwrite=True to replace it"
+                f"{root} is an old-format activation store (NumPy + JSON, format 1), which cannot be resumed or "
+                "appended to: pass overwrite=True to re-extract it as a Zarr store, or another folder "
+                "(migrate_store(old, new) converts an old store without the model)"
             )
+        shutil.rmtree(root)
+    elif is_zarr_store(root):
+        store = None
+        if not overwrite:
+            store = ZarrStore.open(root, mode="r+")
+        if store is not None:
+            diff = describe_differences(store.info.get("fingerprint", {}), fingerprint)
+            if not diff and store.ready:
+                if repair:
+                    for k, _ in store.verify():
+                        store.invalidate(k)
+                elif store.complete:
+                    return Activations.open(root)
+                return store
+            if diff:
+                raise ValueError(
+                    f"the store {root} holds a different extraction; what differs: {'; '.join(diff)}. Refusing "
+                    "to append to it: pass a new folder, or overwrite=True to replace it"
+                )
         shutil.rmtree(root)
     elif root.exists() and any(root.iterdir()):
         raise ValueError(f"{root} exists and is not an activation store: choose an empty or new folder")
-    (root / "chunks").mkdir(parents=True, exist_ok=True)
-    _write_meta(root, {**meta, "complete": False})
-    return None
+    return ZarrStore.create(root, plan.meta, fingerprint, plan.layout(), plan.corpus)
 
 
 def _special_template(handle: ModelHandle) -> tuple[list[int], list[int]]:

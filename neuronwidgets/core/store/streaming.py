@@ -96,15 +96,13 @@ def _chunk_sentence_starts(acts: Activations) -> list[tuple[int, int]]:
 def iter_chunks(acts: Activations, sites: Sequence[str]) -> Iterator[tuple[int, int, Chunk]]:
     """Yield ``(first_sentence, first_unit, chunk)`` with only ``sites`` opened.
 
-    On-disk chunks are read afresh rather than through :meth:`Activations.chunk`'s cache, so their memory
-    maps close once the caller drops the chunk: memory stays bounded by one chunk however large the store.
+    On-disk chunks are read afresh (and checked) rather than through :meth:`Activations.chunk`'s cache, so
+    they are released once the caller drops the chunk: memory stays bounded by one chunk however large the
+    store.
     """
     unit = 0
     for k, (first, _) in enumerate(_chunk_sentence_starts(acts)):
-        if acts.path is not None:
-            chunk = Chunk.read(acts.path / "chunks" / f"{k:05d}", list(sites))
-        else:
-            chunk = acts.chunk(k)
+        chunk = acts.read_chunk(k, list(sites))
         yield first, unit, chunk
         unit += int(chunk.offsets[-1])
 
