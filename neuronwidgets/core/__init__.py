@@ -23,6 +23,7 @@ from .attribution import (
     get_method,
 )
 from .concepts import (
+    ActivationStatistics,
     CompositionalExplanations,
     ConceptAblation,
     ConceptAlignment,
@@ -37,6 +38,7 @@ from .concepts import (
     align_concepts,
     check_concept_ablation,
     explain_neurons,
+    extract_statistics,
     lexicon_sentiment,
     quantile_samples,
     top_activations,
@@ -117,6 +119,7 @@ __all__ = [
     "EMBEDDED_MODELS",
     "METHODS",
     "AblationComparison",
+    "ActivationStatistics",
     "Activations",
     "Archipelago",
     "CompositionalExplanations",
@@ -176,6 +179,7 @@ __all__ = [
     "evaluate_ranking",
     "explain_neurons",
     "extract_activations",
+    "extract_statistics",
     "faithfulness_curves",
     "generate",
     "get_method",

@@ -20,8 +20,8 @@ from neuronwidgets.core import (
     StoreCorruptionError,
     extract_activations,
     migrate_store,
-    zarrstore,
 )
+from neuronwidgets.core.store import zarrstore
 
 WORDS = ["the", "a", "fox", "dog", "jumps", "over", "lazy", "quick", "brown", "cat", "sat", "on", "."]
 

@@ -15,8 +15,10 @@ from .selection import (
     top_activations,
     word_types,
 )
+from .statistics import ActivationStatistics, extract_statistics
 
 __all__ = [
+    "ActivationStatistics",
     "CompositionalExplanations",
     "ConceptAblation",
     "ConceptAlignment",
@@ -31,6 +33,7 @@ __all__ = [
     "align_concepts",
     "check_concept_ablation",
     "explain_neurons",
+    "extract_statistics",
     "lexicon_sentiment",
     "quantile_samples",
     "top_activations",

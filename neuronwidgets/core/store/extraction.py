@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import hashlib
-import json
 import shutil
 import warnings
 from collections.abc import Iterable, Sequence
@@ -31,7 +29,8 @@ from ..models.addresses import COMPONENTS, Site
 from ..models.hooks import run_capturing
 from ..models.loading import ModelHandle, as_handle
 from .activations import FORMAT, FORMAT_VERSION, Activations, Chunk
-from .zarrstore import Layout, ZarrStore, corpus_digest, is_legacy_store, is_zarr_store
+from .fingerprint import corpus_digest, describe_differences, tokenizer_digest, weights_digest
+from .zarrstore import Layout, ZarrStore, is_legacy_store, is_zarr_store
 
 GRANULARITIES = ("word", "token")
 AGGREGATIONS = ("mean", "first", "last", "max")
@@ -141,7 +140,7 @@ def extract_activations(
             raise TypeError(f"store must be a folder path (str or Path), got {type(store).__name__}")
         if Path(store).exists() and not Path(store).is_dir():
             raise ValueError(f"store must be a folder, but {store} is a file: choose a folder path")
-    plan = _Plan.make(
+    plan = ExtractionPlan.make(
         model, data, layers, components, granularity, aggregation, chunk_sentences, batch_size,
         max_batch_tokens, max_length, dtype, in_memory=store is None,
     )  # fmt: skip
@@ -181,7 +180,7 @@ def extract_activations(
 
 
 @dataclass
-class _Plan:
+class ExtractionPlan:
     """Everything an extraction needs, checked: model, corpus, sites, meta, blocks of sentences and the
     extractor (also what a Dask worker receives)."""
 
@@ -207,7 +206,7 @@ class _Plan:
         max_length: int | None,
         dtype: str,
         in_memory: bool = False,
-    ) -> _Plan:
+    ) -> ExtractionPlan:
         handle = as_handle(model)
         corpus = as_corpus(data)
         if granularity not in GRANULARITIES:
@@ -298,49 +297,9 @@ class _Plan:
             )
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """SHA-256 over every tensor of the model's state dict (names, dtypes, shapes and bytes)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().data)
-    return h.hexdigest()
-
-
-def tokenizer_digest(tokenizer: Any) -> str:
-    """SHA-256 of the tokenizer's full serialisation (vocabulary, merges, normalisation, special tokens)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    extra = json.dumps([type(tokenizer).__name__, str(tokenizer.all_special_tokens)])
-    return hashlib.sha256((text + extra).encode()).hexdigest()
-
-
-_WHAT = {
-    "weights": "the model's weights (another checkpoint, or the model was changed/fine-tuned)",
-    "tokenizer": "the tokenizer",
-    "corpus": "the corpus (other sentences, words or labels)",
-}
-
-
-def describe_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between two fingerprints, in words."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if a == b:
-            continue
-        if key in _WHAT:
-            out.append(_WHAT[key])
-        elif isinstance(a, dict) and isinstance(b, dict):
-            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            out += [f"{k} (store: {a.get(k)!r}, now: {b.get(k)!r})" for k in keys]
-        else:
-            out.append(f"{key} (store: {a!r}, now: {b!r})")
-    return out
-
-
-def _prepare_store(root: Path, plan: _Plan, overwrite: bool, repair: bool) -> ZarrStore | Activations:
+def _prepare_store(
+    root: Path, plan: ExtractionPlan, overwrite: bool, repair: bool
+) -> ZarrStore | Activations:
     """Create the store, or check an existing one holds the same extraction (then resume, repair or reopen)."""
     fingerprint = plan.fingerprint()
     if is_legacy_store(root):

@@ -91,16 +91,6 @@ def _units_crc(units: np.ndarray, sentence: np.ndarray, word_id: np.ndarray | No
     return crc32c(*parts)
 
 
-def corpus_digest(corpus: Any) -> str:
-    """SHA-256 of a corpus's words, texts, spans and labels."""
-    import hashlib
-
-    h = hashlib.sha256()
-    spans = [[list(sp) for sp in s] for s in corpus.spans]
-    h.update(json.dumps([corpus.words, corpus.texts, spans, corpus.labels], ensure_ascii=False).encode())
-    return h.hexdigest()
-
-
 def _codecs() -> dict[str, Any]:
     from zarr.codecs import BloscCodec, Crc32cCodec
 
@@ -461,6 +451,8 @@ class ZarrStore:
             corpus = Corpus(**read_corpus(self.group["corpus"]))
         except Exception as exc:
             raise _corrupt(self.root, "corpus", None, exc, whole=True) from exc
+        from .fingerprint import corpus_digest
+
         want = self.info["fingerprint"].get("corpus")
         if want is not None and corpus_digest(corpus) != want:
             raise _corrupt(
