@@ -27,6 +27,7 @@ def build_results(lm: c.ModelHandle) -> dict[str, Any]:
     acts = make_activations(corpus, arrays, 10)
     other = make_activations(corpus, {"layer.0.mlp": arrays["layer.1.mlp"][:, ::-1].copy()}, 10)
     out: dict[str, Any] = {"Activations": acts, "Corpus": corpus}
+    out["ActivationStatistics"] = c.extract_statistics(lm, corpus[:6], layers=[0], k=2, sample=16)
     probe = c.train_probe(acts, upos, control=True, baselines=True, progress=False)
     out["ProbeResult"] = probe
     out["Probe"] = probe.probe

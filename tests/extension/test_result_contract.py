@@ -28,6 +28,7 @@ NOT_RESULTS = {
     "Archipelago": "an algorithm class (Captum style); attribute_interactions returns its TokenInteractions",
     "IntegratedHessians": "an algorithm class (Captum style); attribute_interactions returns its TokenInteractions",
     "ShapleyTaylorInteraction": "an algorithm class (Captum style); attribute_interactions returns its TokenInteractions",
+    "StoreCorruptionError": "an exception (a damaged activation store), not a result",
 }
 
 #: doors that do not apply to one result type, with the reason

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..display import Result, listing, summary
 from ..store.extraction import ExtractionPlan
 from ..store.streaming import StreamingTopK, quantile_k
 from .alignment import ConceptAlignment
@@ -26,15 +27,28 @@ from .selection import DEFAULT_QUANTILE, TopActivations, _locate
 
 
 @dataclass(frozen=True)
-class ActivationStatistics:
+class ActivationStatistics(Result):
     """Statistics of every extracted neuron over a corpus, computed while extracting.
 
-    - ``neurons`` ``[n]`` (site by site, in forward order), ``num_units``, ``granularity``;
-    - ``mean``, ``var`` float64 ``[n]`` (population variance), ``min``, ``max`` float32 ``[n]``;
-    - ``sample`` float32 ``[n, s]``: each neuron's values on the sampled units ``sample_units`` int64
-      ``[s]`` (all units when the corpus has at most ``s``), the quantile sketch behind :meth:`quantiles`;
-    - ``top``: a :class:`~neuronwidgets.core.concepts.TopActivations` (contexts and firing thresholds);
-    - ``alignment``: a :class:`~neuronwidgets.core.concepts.ConceptAlignment` when concepts were given.
+    Attributes:
+        neurons: Neuron addresses ``[n]``, site by site in forward order.
+        num_units: Units (words or tokens) seen.
+        granularity: ``"word"`` or ``"token"``.
+        mean: float64 ``[n]``.
+        var: float64 ``[n]``, the population variance.
+        min: float32 ``[n]``.
+        max: float32 ``[n]``.
+        sample: float32 ``[n, s]``, each neuron's values on the sampled units (the quantile sketch
+            behind :meth:`quantiles`; every unit when the corpus has at most ``s``).
+        sample_units: int64 ``[s]``, the sampled units (global rows).
+        top: The top-k / bottom-k contexts and firing thresholds, as
+            :func:`~neuronwidgets.core.concepts.top_activations` computes them.
+        alignment: Concept-alignment counts, as :func:`~neuronwidgets.core.concepts.align_concepts`
+            computes them, when concepts were given (else ``None``).
+
+    Example:
+        >>> st = extract_statistics("minilm", corpus, k=20)  # doctest: +SKIP
+        >>> st.to_frame().sort_values("std").tail()  # doctest: +SKIP
     """
 
     neurons: tuple[str, ...]
@@ -76,27 +90,30 @@ class ActivationStatistics:
             }
         )
 
-    def plot(self, neurons: int = 50, ax: Any = None) -> Any:
-        """Mean ± std, and min/max, of the first ``neurons`` neurons."""
+    def plot(self, neurons: int = 50) -> Any:
+        """A Figure: mean ± std, and min / max, of the first ``neurons`` neurons."""
         import matplotlib.pyplot as plt
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(10, 3))
+        fig, ax = plt.subplots(figsize=(10, 3))
         n = min(neurons, len(self.neurons))
         x = np.arange(n)
         ax.errorbar(x, self.mean[:n], yerr=self.std[:n], fmt="o", ms=3, label="mean ± std")
         ax.scatter(x, self.min[:n], marker="_", color="gray", label="min / max")
         ax.scatter(x, self.max[:n], marker="_", color="gray")
-        ax.set_xticks(x[:: max(1, n // 10)], [self.neurons[i] for i in x[:: max(1, n // 10)]], rotation=30)
+        step = max(1, n // 10)
+        ax.set_xticks(x[::step], [self.neurons[i] for i in x[::step]], rotation=30)
         ax.set_ylabel("activation")
         ax.legend(loc="best")
-        return ax
+        fig.tight_layout()
+        return fig
 
     def __repr__(self) -> str:
-        return (
+        extra = ", concept alignment" if self.alignment is not None else ""
+        return summary(
             f"ActivationStatistics({len(self.neurons)} neurons over {self.num_units} {self.granularity}s, "
-            f"top k={self.top.k}, sample of {self.sample.shape[1]}"
-            f"{', with concept alignment' if self.alignment is not None else ''})"
+            f"top k={self.top.k}, sample of {self.sample.shape[1]} units{extra})",
+            f"neurons: {listing(self.neurons, n=4)}",
+            doors=".to_frame() · .plot() · .top (TopActivations) · .quantiles(q) · .alignment",
         )
 
 
@@ -193,13 +210,33 @@ def extract_statistics(
 ) -> ActivationStatistics:
     """Extract activations block by block and keep only their statistics (no store, bounded memory).
 
-    Arguments as :func:`~neuronwidgets.core.extract_activations`, plus ``k``/``quantile``/``bottom`` as
-    :func:`~neuronwidgets.core.top_activations`, ``concepts`` (a
-    :class:`~neuronwidgets.core.concepts.Concepts` of the same corpus, word granularity: alignment counts
-    as :func:`~neuronwidgets.core.align_concepts` with the thresholds computed here) and ``sample``, the
-    number of units of the quantile sketch.
-
     A neuron fires on every unit at or above its threshold (ties included), as in ``align_concepts``.
+
+    Args:
+        model: A :class:`~neuronwidgets.core.ModelHandle` or an embedded model's name.
+        data: A :class:`~neuronwidgets.core.Corpus`, texts, or lists of words.
+        layers: As :func:`~neuronwidgets.core.extract_activations` (default every layer).
+        components: As :func:`~neuronwidgets.core.extract_activations` (default ``"resid"``).
+        k: Top (and bottom) units kept per neuron, with their contexts.
+        quantile: The top fraction of units at which a neuron fires (its threshold).
+        bottom: Also keep each neuron's ``k`` most negative units.
+        concepts: :class:`~neuronwidgets.core.concepts.Concepts` of the same corpus (word granularity):
+            adds the concept-alignment counts.
+        sample: Units in the quantile sketch (a uniform sample, by a hash of the unit index).
+        granularity: ``"word"`` or ``"token"``.
+        aggregation: How subwords make a word (``"mean"``, ``"first"``, ``"last"``, ``"max"``).
+        chunk_sentences: Sentences per block (memory is one block of activations).
+        batch_size: Texts per forward pass.
+        max_batch_tokens: Padded tokens per forward pass.
+        max_length: Tokens per forward pass (default the model's maximum).
+        progress: Show a progress bar (default: for 256 sentences or more).
+
+    Returns:
+        An :class:`ActivationStatistics`.
+
+    Example:
+        >>> st = extract_statistics("minilm", corpus, k=20, concepts=Concepts.from_corpus(corpus))  # doctest: +SKIP
+        >>> st.top.contexts("layer.3.resid:117")  # doctest: +SKIP
     """
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")

@@ -371,8 +371,18 @@ class Activations(Result):
 
 
 def migrate_store(old: str | Path, new: str | Path) -> Activations:
-    """Convert an old-format (NumPy + JSON) store at ``old`` into a checked Zarr store at ``new`` (an empty
-    or new folder) and return it opened; ``old`` is left untouched."""
+    """Convert an old-format (NumPy + JSON) store into a checked Zarr store, once.
+
+    Args:
+        old: The folder of the format-1 store (``meta.json`` + ``chunks/``); left untouched.
+        new: An empty or new folder for the Zarr store.
+
+    Returns:
+        The new store, opened (:class:`Activations`).
+
+    Example:
+        >>> acts = migrate_store("old_acts", "acts.zarr")  # doctest: +SKIP
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         acts = Activations.open(old)

@@ -42,7 +42,25 @@ KILL_ENV = "NEURONWIDGETS_STORE_KILL_AT_STEP"
 
 
 class StoreCorruptionError(ValueError):
-    """Raised when a store's data or metadata does not match its checksums or its own description."""
+    """Raised when a store's data or metadata does not match its checksums or its own description.
+
+    The message names the store, the array (a site such as ``layer.3.resid``, or ``unit``, ``offsets``,
+    ...) and the chunk (block of sentences), and says how to recover: ``repair=True`` re-extracts the
+    damaged blocks, ``overwrite=True`` everything when the store's description itself is damaged.
+
+    Args:
+        message: What is damaged, where, and how to recover.
+
+    Example:
+        >>> try:  # doctest: +SKIP
+        ...     Activations.open("acts.zarr").layer("layer.3.resid")
+        ... except StoreCorruptionError as err:
+        ...     print(err)  # names store, site and chunk; then:
+        ...     extract_activations(model, corpus, store="acts.zarr", repair=True)
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
 
 
 # -- the write protocol's named steps (a test kills the writer at each one) -------------------------
