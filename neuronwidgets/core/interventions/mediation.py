@@ -1,0 +1,250 @@
+"""Causal mediation analysis of gender bias (Vig et al. 2020, "Investigating Gender Bias in Language
+Models Using Causal Mediation Analysis").
+
+For a prompt ``u`` such as "The nurse said that", with a profession whose stereotypical pronoun is
+" she":
+
+- ``y(u) = p(anti-stereotypical pronoun | u) / p(stereotypical pronoun | u)`` (here p(" he") / p(" she"));
+- the *set-gender* intervention swaps the profession for an anti-stereotypical gendered word (nurse →
+  " man"; engineer → " woman"), giving ``u_set``;
+- total effect ``TE = y(u_set) / y(u) − 1``;
+- per mediator ``z`` (one MLP neuron at the profession position, or one attention head):
+  natural indirect effect ``NIE = y(u, z set to its value under u_set) / y(u) − 1`` and natural direct
+  effect ``NDE = y(u_set, z held at its value under u) / y(u) − 1``;
+- everything averaged over templates × single-token professions.
+
+Neurons are the MLP activations that feed each block's down projection (addresses ``layer.L.mlp:i``, the
+neurons the rest of neuronwidgets ranks and ablates). A head's intervention swaps its output (its
+attention-weighted values, the head's slice before the output projection) at every position from the
+profession on; Vig et al. swap only the attention weights — see :class:`MediationResult`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..results import NeuronRanking
+from .edits import _check_handle
+from .patch_engine import Engine, num_heads
+from .patching import make_units, sweep
+
+DEFAULT_SET_WORDS: Mapping[str, str] = {"she": "man", "he": "woman"}
+
+
+@dataclass(frozen=True)
+class MediationResult:
+    """Vig et al.'s effects, averaged over ``cases`` (template × profession prompts).
+
+    - ``cases`` ``[C]``: the null prompts; ``y_null`` / ``y_set`` ``[C]``: ``y`` of each null / set-gender
+      prompt; ``te`` ``[C]``: each case's total effect; ``total_effect``: their mean.
+    - ``head_nie`` / ``head_nde`` float64 ``[layers, heads]``: each head's mean NIE / NDE.
+    - ``neurons``: a :class:`NeuronRanking` of the MLP neurons of ``neuron_layers`` by mean NIE (column
+      ``"nde"``: their NDE), usable by every ranking view and the ablation panel.
+    - ``neuron_nie`` / ``neuron_nde`` ``[len(neuron_layers), mlp width]``.
+    - ``head_mediator``: what a head's intervention swaps (``"output"``: the head's attention-weighted
+      values from the profession position on; Vig et al. swap the attention weights only).
+    """
+
+    cases: tuple[str, ...]
+    y_null: np.ndarray
+    y_set: np.ndarray
+    te: np.ndarray
+    head_nie: np.ndarray
+    head_nde: np.ndarray
+    neuron_layers: tuple[int, ...]
+    neuron_nie: np.ndarray
+    neuron_nde: np.ndarray
+    neurons: NeuronRanking
+    head_mediator: str = "output"
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_effect(self) -> float:
+        return float(np.mean(self.te))
+
+    def top_heads(self, k: int = 10, by: str = "nie") -> pd.DataFrame:
+        """The ``k`` heads with the largest mean NIE (or ``by="nde"``)."""
+        if by not in ("nie", "nde"):
+            raise ValueError(f"by must be 'nie' or 'nde', got {by!r}")
+        frame = self.heads_frame()
+        return frame.sort_values(by, ascending=False, kind="stable").head(k).reset_index(drop=True)
+
+    def heads_frame(self) -> pd.DataFrame:
+        layers, heads = np.meshgrid(
+            np.arange(self.head_nie.shape[0]), np.arange(self.head_nie.shape[1]), indexing="ij"
+        )
+        return pd.DataFrame(
+            {
+                "head": [f"{a}.{b}" for a, b in zip(layers.ravel(), heads.ravel())],
+                "layer": layers.ravel(),
+                "index": heads.ravel(),
+                "nie": self.head_nie.ravel(),
+                "nde": self.head_nde.ravel(),
+            }
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per case: prompt, y_null, y_set, TE."""
+        return pd.DataFrame({"prompt": self.cases, "y_null": self.y_null, "y_set": self.y_set, "te": self.te})
+
+    def plot(self, ax: Any = None) -> Any:
+        """Heatmap of the heads' mean NIE (layers × heads)."""
+        from matplotlib.figure import Figure
+
+        if ax is None:
+            fig = Figure(figsize=(5.0, max(3.0, 0.2 * self.head_nie.shape[0] + 1)))
+            ax = fig.subplots()
+        fig = ax.figure
+        lim = float(np.abs(self.head_nie).max()) or 1.0
+        im = ax.imshow(self.head_nie, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        ax.set_title(f"NIE per head (TE = {self.total_effect:.3g})")
+        fig.colorbar(im, ax=ax, label="natural indirect effect")
+        fig.tight_layout()
+        return fig
+
+    def __repr__(self) -> str:
+        return f"MediationResult({len(self.cases)} prompts, TE={self.total_effect:.4g}, {len(self.neurons)} neurons)"
+
+
+def _single(handle: Any, word: str) -> int | None:
+    ids = handle.tokenizer(word, add_special_tokens=False)["input_ids"]
+    return int(ids[0]) if len(ids) == 1 else None
+
+
+def mediate(
+    model: Any,
+    templates: Sequence[str],
+    professions: Mapping[str, str],
+    *,
+    set_words: Mapping[str, str] = DEFAULT_SET_WORDS,
+    neuron_layers: Sequence[int] | None = None,
+    chunk_tokens: int = 4096,
+) -> MediationResult:
+    """Vig et al.'s causal mediation analysis (see the module docstring).
+
+    ``templates``: prompts with one ``{}`` for the profession, e.g. ``"The {} said that"``;
+    ``professions``: profession → its stereotypical pronoun (``"he"`` / ``"she"``), e.g.
+    ``{"nurse": "she", "engineer": "he"}``; ``set_words``: stereotypical pronoun → the anti-stereotypical
+    word the set-gender intervention puts in the profession's place; ``neuron_layers``: the blocks whose MLP
+    neurons are analysed (default: all — ``mlp width × layers`` patched runs per prompt, two effects each).
+    Professions that are not single tokens are skipped (listed in ``meta["skipped"]``).
+    """
+    handle = _check_handle(model)
+    if handle.kind != "causal-lm":
+        raise ValueError(f"mediation analysis needs a causal LM, but {handle.name} is a {handle.kind}")
+    if isinstance(templates, str) or not templates:
+        raise ValueError(
+            "templates must be a non-empty list of prompts, each with one '{}' for the profession"
+        )
+    for t in templates:
+        if not isinstance(t, str) or t.count("{}") != 1:
+            raise ValueError(f"template {t!r} must contain exactly one '{{}}' where the profession goes")
+    if not isinstance(professions, Mapping) or not professions:
+        raise ValueError(
+            "professions must be a non-empty mapping profession → stereotypical pronoun ('he'/'she')"
+        )
+    pronouns = {p.strip() for p in set_words}
+    if len(pronouns) != 2:
+        raise ValueError(f"set_words must map each of two pronouns to a word, got {dict(set_words)!r}")
+    pron_ids = {}
+    for p in pronouns:
+        tid = _single(handle, f" {p}")
+        if tid is None:
+            raise ValueError(f"pronoun {p!r} is not one token for {handle.name}")
+        pron_ids[p] = tid
+    for prof, stereo in professions.items():
+        if stereo.strip() not in pronouns:
+            raise ValueError(
+                f"the stereotypical pronoun of {prof!r} must be one of {sorted(pronouns)}, got {stereo!r}"
+            )
+    units_h = make_units(handle, "attn", None, None, None)
+    n_layers, n_heads = handle.num_layers, num_heads(handle)
+    nl = list(range(n_layers)) if neuron_layers is None else list(neuron_layers)
+    units_n = make_units(handle, "mlp", nl, None, "all") if nl else []
+    engine = Engine(handle, chunk_tokens)
+    sites = sorted({(u.kind, u.layer) for u in [*units_h, *units_n]})
+    cases, skipped = [], []
+    y_null, y_set, te = [], [], []
+    h_nie = np.zeros(len(units_h))
+    h_nde = np.zeros(len(units_h))
+    n_nie = np.zeros(len(units_n))
+    n_nde = np.zeros(len(units_n))
+    for prof, stereo in professions.items():
+        stereo = stereo.strip()
+        anti = next(p for p in pronouns if p != stereo)
+        word = set_words[stereo].strip()
+        if _single(handle, f" {prof.strip()}") is None or _single(handle, f" {word}") is None:
+            skipped.append(prof)
+            continue
+        a_id, s_id = pron_ids[anti], pron_ids[stereo]
+
+        def y(logits: torch.Tensor, a_id: int = a_id, s_id: int = s_id) -> torch.Tensor:
+            # p(anti) / p(stereo): the softmax normaliser cancels
+            return (logits[:, a_id].float() - logits[:, s_id].float()).exp()
+
+        for template in templates:
+            null_text, set_text = template.format(prof.strip()), template.format(word)
+            enc_null = handle.encode([null_text], truncate=False)
+            enc_set = handle.encode([set_text], truncate=False)
+            if enc_null["input_ids"].shape != enc_set["input_ids"].shape:
+                skipped.append(f"{prof} in {template!r}")
+                continue
+            diff = (enc_null["input_ids"][0] != enc_set["input_ids"][0]).nonzero().flatten().tolist()
+            if len(diff) != 1:
+                skipped.append(f"{prof} in {template!r}")
+                continue
+            pos = diff[0]
+            length = enc_null["input_ids"].shape[1]
+            null = engine.record(enc_null, sites)
+            setg = engine.record(enc_set, sites)
+            y0 = float(y(null.logits)[0])
+            y1 = float(y(setg.logits)[0])
+            cases.append(null_text)
+            y_null.append(y0)
+            y_set.append(y1)
+            te.append(y1 / y0 - 1)
+            heads_from = [tuple(range(pos, length))]
+            h_nie += sweep(engine, null, setg, units_h, heads_from, y)[:, 0] / y0 - 1
+            h_nde += sweep(engine, setg, null, units_h, heads_from, y)[:, 0] / y0 - 1
+            if units_n:
+                n_nie += sweep(engine, null, setg, units_n, [(pos,)], y)[:, 0] / y0 - 1
+                n_nde += sweep(engine, setg, null, units_n, [(pos,)], y)[:, 0] / y0 - 1
+    if not cases:
+        raise ValueError(
+            f"no usable prompt: every profession or its set-gender word is several tokens for {handle.name} "
+            f"(skipped: {', '.join(skipped)})"
+        )
+    if skipped:
+        warnings.warn(f"skipped (not single tokens): {', '.join(skipped)}", stacklevel=2)
+    c = len(cases)
+    width = handle.mlp_size
+    nie_n, nde_n = n_nie / c, n_nde / c
+    ranking = NeuronRanking.from_scores(
+        [u.label for u in units_n],
+        nie_n,
+        "mediation-nie",
+        columns={"nde": nde_n},
+        meta={"total_effect": float(np.mean(te)), "prompts": c},
+    )
+    return MediationResult(
+        cases=tuple(cases),
+        y_null=np.array(y_null),
+        y_set=np.array(y_set),
+        te=np.array(te),
+        head_nie=(h_nie / c).reshape(n_layers, n_heads),
+        head_nde=(h_nde / c).reshape(n_layers, n_heads),
+        neuron_layers=tuple(nl),
+        neuron_nie=nie_n.reshape(len(nl), width) if nl else np.zeros((0, width)),
+        neuron_nde=nde_n.reshape(len(nl), width) if nl else np.zeros((0, width)),
+        neurons=ranking,
+        meta={"skipped": skipped, "set_words": dict(set_words), "professions": dict(professions)},
+    )
