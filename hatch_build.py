@@ -13,7 +13,14 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-BUNDLES = ("token_heatmap.js", "ablation_panel.js", "neuron_table.js", "probe_report.js", "matrix_view.js")
+BUNDLES = (
+    "token_heatmap.js",
+    "ablation_panel.js",
+    "neuron_table.js",
+    "probe_report.js",
+    "matrix_view.js",
+    "patching_view.js",
+)
 
 
 class JSBuildHook(BuildHookInterface):  # type: ignore[misc]

@@ -3,7 +3,7 @@
 import * as esbuild from "esbuild";
 import { fileURLToPath } from "node:url";
 
-export const WIDGETS = ["token_heatmap", "ablation_panel", "neuron_table", "probe_report", "matrix_view"];
+export const WIDGETS = ["token_heatmap", "ablation_panel", "neuron_table", "probe_report", "matrix_view", "patching_view"];
 const here = fileURLToPath(new URL(".", import.meta.url));
 
 const options = {

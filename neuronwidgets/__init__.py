@@ -24,6 +24,8 @@ _WIDGETS = {
     "MatrixView",
     "NeuronExplorer",
     "NeuronTable",
+    "PatchingGrid",
+    "PatchingView",
     "ProbeReport",
     "TokenHeatmap",
     "save_html",

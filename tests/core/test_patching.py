@@ -213,9 +213,9 @@ def test_heads_and_neurons_match_hooks_on_tiny_models(tiny_models, fam) -> None:
 def test_smollm2_resid_heads_neurons_match_hooks(smollm2) -> None:
     h = smollm2
     metric = logit_diff(h, " Paris", " Rome")
-    pos = [2, 3, 9]
-    res = patch(h, SMOL_CLEAN, SMOL_CORRUPT, layers=[0, 14, 29], positions=pos, target=" Paris", foil=" Rome")
-    ref = reference_grid(h, SMOL_CLEAN, SMOL_CORRUPT, "resid", [0, 14, 29], pos, [torch.arange(576)], metric)
+    pos = [3, 9]
+    res = patch(h, SMOL_CLEAN, SMOL_CORRUPT, layers=[0, 29], positions=pos, target=" Paris", foil=" Rome")
+    ref = reference_grid(h, SMOL_CLEAN, SMOL_CORRUPT, "resid", [0, 29], pos, [torch.arange(576)], metric)
     assert np.abs(res.values - ref).max() <= TOL
     assert res.meta["suffix_reruns"]
     # grouped-query attention: 9 query heads share 3 key/value heads; a head is its 64 dims before o_proj
@@ -226,7 +226,7 @@ def test_smollm2_resid_heads_neurons_match_hooks(smollm2) -> None:
         component="attn",
         layers=[20],
         heads=[0, 4, 8],
-        positions=[3, 9],
+        positions=[3],
         target=" Paris",
         foil=" Rome",
     )
@@ -236,7 +236,7 @@ def test_smollm2_resid_heads_neurons_match_hooks(smollm2) -> None:
         SMOL_CORRUPT,
         "attn",
         [20],
-        [3, 9],
+        [3],
         [torch.arange(k * 64, (k + 1) * 64) for k in (0, 4, 8)],
         metric,
     )
@@ -304,11 +304,11 @@ def test_train_mode_gives_the_eval_results(tiny_models) -> None:
 
 
 def test_batched_equals_one_at_a_time_and_is_not_the_corrupted_run(smollm2) -> None:
-    kw = dict(layers=[3, 10, 28], positions=[1, 3, 8, 9], target=" Paris", foil=" Rome")
+    kw = dict(layers=[3, 28], positions=[3, 9], target=" Paris", foil=" Rome")
     batched = patch(smollm2, SMOL_CLEAN, SMOL_CORRUPT, **kw)
     single = patch(smollm2, SMOL_CLEAN, SMOL_CORRUPT, chunk_tokens=1, **kw)
     assert np.abs(batched.values - single.values).max() <= 1e-5
-    assert np.abs(batched.values[:, 1] - batched.corrupted).max() > 1.0  # patches really act
+    assert np.abs(batched.values[:, 0] - batched.corrupted).max() > 1.0  # patches really act
 
 
 @pytest.mark.parametrize("fam", ["llama", "gpt2"])
@@ -441,7 +441,9 @@ def test_causal_trace_matches_hooks_with_the_same_noise(tiny_models) -> None:
 
 def test_mediation_follows_vig_et_al(smollm2) -> None:
     h = smollm2
-    res = mediate(h, ["The {} said that"], {"nurse": "she", "engineer": "he"}, neuron_layers=[29])
+    res = mediate(
+        h, ["The {} said that"], {"nurse": "she", "engineer": "he"}, neuron_layers=[29], head_layers=[20]
+    )
     he, she = (h.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in (" he", " she"))
 
     def y(lg, anti, stereo):
@@ -478,7 +480,8 @@ def test_mediation_follows_vig_et_al(smollm2) -> None:
     nie_eng = y(lg, she, he) / y(e_null, she, he) - 1
     assert res.head_nie[20, 4] == pytest.approx((nie_nurse + nie_eng) / 2, rel=1e-3, abs=1e-5)
     # NDE of neuron 29.mlp:5 for the nurse case alone
-    one = mediate(h, ["The {} said that"], {"nurse": "she"}, neuron_layers=[29])
+    one = mediate(h, ["The {} said that"], {"nurse": "she"}, neuron_layers=[29], head_layers=[])
+    assert np.isnan(one.head_nie).all() and np.isnan(res.head_nie[19]).all()
     src = reference_acts(h, "The nurse said that", "mlp", 29)
     lg = reference_logits(h, "The man said that", "mlp", 29, [1], [5], src[[1]][:, [5]])
     assert one.neuron_nde[0, 5] == pytest.approx(y(lg, he, she) / y0 - 1, rel=1e-3, abs=1e-5)

@@ -33,7 +33,7 @@ import torch
 from ..results import NeuronRanking
 from .edits import _check_handle
 from .patch_engine import Engine, num_heads
-from .patching import make_units, sweep
+from .patching import Metric, make_units, sweep
 
 DEFAULT_SET_WORDS: Mapping[str, str] = {"she": "man", "he": "woman"}
 
@@ -44,7 +44,8 @@ class MediationResult:
 
     - ``cases`` ``[C]``: the null prompts; ``y_null`` / ``y_set`` ``[C]``: ``y`` of each null / set-gender
       prompt; ``te`` ``[C]``: each case's total effect; ``total_effect``: their mean.
-    - ``head_nie`` / ``head_nde`` float64 ``[layers, heads]``: each head's mean NIE / NDE.
+    - ``head_nie`` / ``head_nde`` float64 ``[layers, heads]``: each head's mean NIE / NDE (NaN for blocks
+      whose heads were not analysed).
     - ``neurons``: a :class:`NeuronRanking` of the MLP neurons of ``neuron_layers`` by mean NIE (column
       ``"nde"``: their NDE), usable by every ranking view and the ablation panel.
     - ``neuron_nie`` / ``neuron_nde`` ``[len(neuron_layers), mlp width]``.
@@ -73,7 +74,7 @@ class MediationResult:
         """The ``k`` heads with the largest mean NIE (or ``by="nde"``)."""
         if by not in ("nie", "nde"):
             raise ValueError(f"by must be 'nie' or 'nde', got {by!r}")
-        frame = self.heads_frame()
+        frame = self.heads_frame().dropna()
         return frame.sort_values(by, ascending=False, kind="stable").head(k).reset_index(drop=True)
 
     def heads_frame(self) -> pd.DataFrame:
@@ -102,7 +103,8 @@ class MediationResult:
             fig = Figure(figsize=(5.0, max(3.0, 0.2 * self.head_nie.shape[0] + 1)))
             ax = fig.subplots()
         fig = ax.figure
-        lim = float(np.abs(self.head_nie).max()) or 1.0
+        lim = float(np.nanmax(np.abs(self.head_nie))) if np.isfinite(self.head_nie).any() else 1.0
+        lim = lim or 1.0
         im = ax.imshow(self.head_nie, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
@@ -127,6 +129,7 @@ def mediate(
     *,
     set_words: Mapping[str, str] = DEFAULT_SET_WORDS,
     neuron_layers: Sequence[int] | None = None,
+    head_layers: Sequence[int] | None = None,
     chunk_tokens: int = 4096,
 ) -> MediationResult:
     """Vig et al.'s causal mediation analysis (see the module docstring).
@@ -135,7 +138,8 @@ def mediate(
     ``professions``: profession → its stereotypical pronoun (``"he"`` / ``"she"``), e.g.
     ``{"nurse": "she", "engineer": "he"}``; ``set_words``: stereotypical pronoun → the anti-stereotypical
     word the set-gender intervention puts in the profession's place; ``neuron_layers``: the blocks whose MLP
-    neurons are analysed (default: all — ``mlp width × layers`` patched runs per prompt, two effects each).
+    neurons are analysed (default: all — ``mlp width × layers`` patched runs per prompt, two effects each);
+    ``head_layers``: the blocks whose heads are analysed (default: all; heads of other blocks get NaN).
     Professions that are not single tokens are skipped (listed in ``meta["skipped"]``).
     """
     handle = _check_handle(model)
@@ -166,8 +170,9 @@ def mediate(
             raise ValueError(
                 f"the stereotypical pronoun of {prof!r} must be one of {sorted(pronouns)}, got {stereo!r}"
             )
-    units_h = make_units(handle, "attn", None, None, None)
     n_layers, n_heads = handle.num_layers, num_heads(handle)
+    hl = list(range(n_layers)) if head_layers is None else list(head_layers)
+    units_h = make_units(handle, "attn", hl, None, None) if hl else []
     nl = list(range(n_layers)) if neuron_layers is None else list(neuron_layers)
     units_n = make_units(handle, "mlp", nl, None, "all") if nl else []
     engine = Engine(handle, chunk_tokens)
@@ -191,6 +196,9 @@ def mediate(
             # p(anti) / p(stereo): the softmax normaliser cancels
             return (logits[:, a_id].float() - logits[:, s_id].float()).exp()
 
+        # patched runs compute only the two pronouns' logits
+        ym = Metric("y", y, (a_id, s_id), lambda lg: (lg[:, 0].float() - lg[:, 1].float()).exp())
+
         for template in templates:
             null_text, set_text = template.format(prof.strip()), template.format(word)
             enc_null = handle.encode([null_text], truncate=False)
@@ -213,11 +221,12 @@ def mediate(
             y_set.append(y1)
             te.append(y1 / y0 - 1)
             heads_from = [tuple(range(pos, length))]
-            h_nie += sweep(engine, null, setg, units_h, heads_from, y)[:, 0] / y0 - 1
-            h_nde += sweep(engine, setg, null, units_h, heads_from, y)[:, 0] / y0 - 1
+            if units_h:
+                h_nie += sweep(engine, null, setg, units_h, heads_from, ym)[:, 0] / y0 - 1
+                h_nde += sweep(engine, setg, null, units_h, heads_from, ym)[:, 0] / y0 - 1
             if units_n:
-                n_nie += sweep(engine, null, setg, units_n, [(pos,)], y)[:, 0] / y0 - 1
-                n_nde += sweep(engine, setg, null, units_n, [(pos,)], y)[:, 0] / y0 - 1
+                n_nie += sweep(engine, null, setg, units_n, [(pos,)], ym)[:, 0] / y0 - 1
+                n_nde += sweep(engine, setg, null, units_n, [(pos,)], ym)[:, 0] / y0 - 1
     if not cases:
         raise ValueError(
             f"no usable prompt: every profession or its set-gender word is several tokens for {handle.name} "
@@ -235,13 +244,17 @@ def mediate(
         columns={"nde": nde_n},
         meta={"total_effect": float(np.mean(te)), "prompts": c},
     )
+    head_nie = np.full((n_layers, n_heads), np.nan)
+    head_nde = np.full((n_layers, n_heads), np.nan)
+    head_nie[hl] = (h_nie / c).reshape(len(hl), n_heads)
+    head_nde[hl] = (h_nde / c).reshape(len(hl), n_heads)
     return MediationResult(
         cases=tuple(cases),
         y_null=np.array(y_null),
         y_set=np.array(y_set),
         te=np.array(te),
-        head_nie=(h_nie / c).reshape(n_layers, n_heads),
-        head_nde=(h_nde / c).reshape(n_layers, n_heads),
+        head_nie=head_nie,
+        head_nde=head_nde,
         neuron_layers=tuple(nl),
         neuron_nie=nie_n.reshape(len(nl), width) if nl else np.zeros((0, width)),
         neuron_nde=nde_n.reshape(len(nl), width) if nl else np.zeros((0, width)),

@@ -117,7 +117,7 @@ def attribution_patch(
     run_corr = engine.record(enc_corr, sites)
     tid = token_id(handle, target, "target") if target is not None else int(run_clean.logits.argmax())
     fid = token_id(handle, foil, "foil") if foil is not None else int(run_corr.logits.argmax())
-    _, fn = make_metric(metric, tid, fid, run_clean.logits)
+    fn = make_metric(metric, tid, fid, run_clean.logits).fn
     base, source = (run_corr, run_clean) if direction == "restore" else (run_clean, run_corr)
     grads = _gradients(handle, base.enc, units, fn, base.position)
     effect = np.zeros((len(units), len(groups)))

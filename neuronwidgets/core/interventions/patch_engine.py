@@ -177,6 +177,9 @@ class Engine:
         self.handle = handle
         self.chunk_tokens = chunk_tokens
         self._head: Callable[[torch.Tensor], torch.Tensor] | None = None
+        # the head's parts, to compute only some logits (a metric of a few tokens needs no full vocabulary)
+        self._norm: nn.Module | None = None
+        self._linear: nn.Linear | None = None
         self.suffix_ok: bool | None = None  # decided on the first run
 
     # -- recording -----------------------------------------------------------------------------
@@ -306,6 +309,8 @@ class Engine:
                 except Exception:
                     continue
                 if out.shape == run.logits.shape and _close(out, run.logits):
+                    if isinstance(head, nn.Linear):
+                        self._norm, self._linear = norm, head
                     return f
         raise ValueError(f"no known head layout of {type(model).__name__} reproduces its logits")
 
@@ -341,11 +346,15 @@ class Engine:
         return out
 
     def run_rows(
-        self, run: Run, rows: Sequence[Row], reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self,
+        run: Run,
+        rows: Sequence[Row],
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        columns: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """Logits ``[len(rows), V]`` at the predicted position of ``run`` under each row's patch (or
-        ``reduce`` of them, e.g. a metric, applied chunk by chunk), computed in chunks of at most
-        ``chunk_tokens`` positions × rows."""
+        """Logits ``[len(rows), V]`` at the predicted position of ``run`` under each row's patch (only the
+        vocabulary ``columns`` when given: ``[len(rows), len(columns)]``), or ``reduce`` of them (e.g. a
+        metric, applied chunk by chunk), computed in chunks of at most ``chunk_tokens`` positions × rows."""
         out: list[torch.Tensor | None] = [None] * len(rows)
         suffix = self.suffix_ok and run.keys is not None and self.handle.kind == "causal-lm"
         groups: dict[int, list[int]] = {}
@@ -362,14 +371,16 @@ class Engine:
                 per = max(1, self.chunk_tokens // max(1, run.length - start))
                 for c in range(0, len(idx), per):
                     chunk = idx[c : c + per]
-                    logits = self._run_chunk(run, [rows[i] for i in chunk], start)
+                    logits = self._run_chunk(run, [rows[i] for i in chunk], start, columns)
                     if reduce is not None:
                         logits = reduce(logits)
                     for j, i in enumerate(chunk):
                         out[i] = logits[j]
         return torch.stack([o for o in out if o is not None])
 
-    def _run_chunk(self, run: Run, rows: list[Row], start: int) -> torch.Tensor:
+    def _run_chunk(
+        self, run: Run, rows: list[Row], start: int, columns: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """Rows sorted by entry block: the batch grows as each row's first block is reached."""
         handle = self.handle
         n = handle.num_layers
@@ -392,7 +403,15 @@ class Engine:
             _apply(x, rest, rest, start)
             h = x if h is None else torch.cat([h, x])
         assert h is not None and self._head is not None
-        return self._head(h[:, run.position - start]).float()
+        last = h[:, run.position - start]
+        if columns is None:
+            return self._head(last).float()
+        cols = torch.as_tensor(list(columns), device=last.device)
+        if self._linear is None:
+            return self._head(last)[:, cols].float()
+        x = self._norm(last) if self._norm is not None else last
+        bias = self._linear.bias[cols] if self._linear.bias is not None else None
+        return torch.nn.functional.linear(x, self._linear.weight[cols], bias).float()
 
 
 def _compose(head: nn.Module, norm: nn.Module | None) -> Callable[[torch.Tensor], torch.Tensor]:

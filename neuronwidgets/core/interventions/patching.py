@@ -199,31 +199,57 @@ def token_id(handle: ModelHandle, token: str | int, what: str) -> int:
     return int(ids[0])
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A metric of the logits at the predicted position: ``fn`` maps logits ``[batch, vocab]`` to
+    ``[batch]``; when ``columns`` is set, ``on_columns`` gives the same from those vocabulary columns only
+    (``[batch, len(columns)]``), so patched runs compute a few logits instead of the whole vocabulary."""
+
+    name: str
+    fn: MetricFn
+    columns: tuple[int, ...] | None = None
+    on_columns: MetricFn | None = None
+
+
 def make_metric(
     metric: str | MetricFn, target: int | None, foil: int | None, reference: torch.Tensor | None
-) -> tuple[str, MetricFn]:
-    """The metric's name and a function of logits ``[batch, vocab]`` → ``[batch]``."""
+) -> Metric:
+    """The metric called ``metric`` (or a callable of logits ``[batch, vocab]`` → ``[batch]``)."""
     if callable(metric):
-        return getattr(metric, "__name__", "custom"), metric
+        return Metric(getattr(metric, "__name__", "custom"), metric)
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)} or pass a callable")
     if metric == "kl":
         if reference is None:
             raise ValueError("metric 'kl' needs the clean run's logits")
         ref = reference.float().log_softmax(-1)
-        return "kl", lambda lg: (ref.exp() * (ref - lg.float().log_softmax(-1))).sum(-1)
+        return Metric("kl", lambda lg: (ref.exp() * (ref - lg.float().log_softmax(-1))).sum(-1))
     if target is None:
         raise ValueError(f"metric {metric!r} needs a target token")
     if metric == "prob":
-        return "prob", lambda lg: lg.float().softmax(-1)[:, target]
+        return Metric("prob", lambda lg: lg.float().softmax(-1)[:, target])
     if metric == "logprob":
-        return "logprob", lambda lg: lg.float().log_softmax(-1)[:, target]
+        return Metric("logprob", lambda lg: lg.float().log_softmax(-1)[:, target])
     if foil is None or foil == target:
         raise ValueError(
             "metric 'logit_diff' needs a foil token different from the target (by default the corrupted "
             "run's top prediction): pass foil=' Rome', or use metric='prob'"
         )
-    return "logit_diff", lambda lg: lg[:, target].float() - lg[:, foil].float()
+    return Metric(
+        "logit_diff",
+        lambda lg: lg[:, target].float() - lg[:, foil].float(),
+        (target, foil),
+        lambda lg: lg[:, 0].float() - lg[:, 1].float(),
+    )
+
+
+def _checked(fn: MetricFn, logits: torch.Tensor) -> torch.Tensor:
+    out = torch.as_tensor(fn(logits)).reshape(-1)
+    if out.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"the metric must return one number per row ([{logits.shape[0]}]), got shape {tuple(out.shape)}"
+        )
+    return out
 
 
 def _metric_value(fn: MetricFn, logits: torch.Tensor) -> np.ndarray:
@@ -353,7 +379,7 @@ def sweep(
     source: Run,
     units: Sequence[Unit],
     groups: Sequence[tuple[int, ...]],
-    fn: MetricFn,
+    metric: Metric,
 ) -> np.ndarray:
     """The metric ``[U, P]`` of ``base`` with each unit × position group set to its value in ``source``.
     A patch that writes what is already there is not run: its value is the base run's, exactly."""
@@ -377,9 +403,15 @@ def sweep(
                 )
             )
             where.append((u, g))
-    out = np.full((len(units), len(groups)), _metric_value(fn, base.logits.float())[0])
+    out = np.full((len(units), len(groups)), _metric_value(metric.fn, base.logits.float())[0])
     if rows:
-        values = engine.run_rows(base, rows, reduce=lambda lg: torch.as_tensor(fn(lg)).reshape(-1))
+        fn = metric.on_columns if metric.columns is not None and metric.on_columns is not None else metric.fn
+        values = engine.run_rows(
+            base,
+            rows,
+            reduce=lambda lg: _checked(fn, lg),
+            columns=metric.columns if fn is not metric.fn else None,
+        )
         for (u, g), v in zip(where, _metric_value(lambda x: x, values)):
             out[u, g] = v
     return out
@@ -440,9 +472,10 @@ def patch(
     run_corr = engine.record(enc_corr, sites)
     tid = token_id(handle, target, "target") if target is not None else int(run_clean.logits.argmax())
     fid = token_id(handle, foil, "foil") if foil is not None else int(run_corr.logits.argmax())
-    name, fn = make_metric(metric, tid, fid, run_clean.logits)
+    m = make_metric(metric, tid, fid, run_clean.logits)
+    name, fn = m.name, m.fn
     base, source = (run_corr, run_clean) if direction == "restore" else (run_clean, run_corr)
-    values = sweep(engine, base, source, units, groups, fn)
+    values = sweep(engine, base, source, units, groups, m)
     # the unpatched runs' metric, from the same logits the no-op cells reuse
     clean_v = float(_metric_value(fn, run_clean.logits.float())[0])
     corr_v = float(_metric_value(fn, run_corr.logits.float())[0])

@@ -75,6 +75,7 @@ def causal_trace(
     layers: Sequence[int] | int | None = None,
     positions: PositionsLike = None,
     heads: Sequence[int] | None = None,
+    neurons: Sequence[int] | str | None = None,
     metric: str | MetricFn = "prob",
     chunk_tokens: int = 4096,
 ) -> PatchingResult:
@@ -83,6 +84,8 @@ def causal_trace(
     The corrupted run adds ``N(0, noise²)`` to the subject tokens' embeddings (``noise`` defaults to
     ``3 × embedding std``); each of ``samples`` seeded noise draws is patched unit by unit and the metric
     (default: probability of ``target``) averaged. ``corrupted`` in the result is the mean over samples.
+    ``component``, ``layers``, ``positions``, ``heads`` and ``neurons`` choose the units as in
+    :func:`~neuronwidgets.core.patch`.
     """
     handle = _check_handle(model)
     if handle.kind != "causal-lm":
@@ -95,14 +98,15 @@ def causal_trace(
         )
     subj = subject_positions(handle, text, subject)
     enc = handle.encode([text], truncate=False)
-    units = make_units(handle, component, layers, heads, None)
+    units = make_units(handle, component, layers, heads, neurons)
     groups = check_positions(positions, enc["input_ids"].shape[1])
     scale = float(noise) if noise is not None else NOISE_FACTOR * embedding_std(handle)
     engine = Engine(handle, chunk_tokens)
     sites = sorted({(u.kind, u.layer) for u in units if u.kind != "resid"})
     clean = engine.record(enc, sites)
     tid = token_id(handle, target, "target") if target is not None else int(clean.logits.argmax())
-    name, fn = make_metric(metric, tid, None, clean.logits)
+    m = make_metric(metric, tid, None, clean.logits)
+    name, fn = m.name, m.fn
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         embeds = _module(handle.model, "get_input_embeddings")(enc["input_ids"])
@@ -114,7 +118,7 @@ def causal_trace(
         noisy[0, subj] += draw.to(noisy.dtype).to(noisy.device)
         base = engine.record(enc, sites, inputs_embeds=noisy)
         corrupted.append(float(_metric_value(fn, base.logits.float())[0]))
-        total += sweep(engine, base, clean, units, groups, fn)
+        total += sweep(engine, base, clean, units, groups, m)
     return PatchingResult(
         units=tuple(u.label for u in units),
         layers=np.array([u.layer for u in units]),
