@@ -20,6 +20,7 @@ CORE = PKG / "core"
 # lower number = lower layer; a subpackage may import from its own layer's peers only if listed here
 LAYERS = {
     "assets": 0,
+    "display": 0,
     "models": 1,
     "results": 2,
     "data": 2,

@@ -5,16 +5,15 @@ interventional causation: activation patching, causal tracing (Meng et al. 2022)
 """
 
 from .edits import (
-    Generation,
     Intervention,
     ablate,
-    generate,
     intervene,
     predict,
     predict_logits,
     steering_values,
 )
 from .effects import AblationComparison, InterventionEffect, compare_ablations, measure_effect
+from .generation import Generation, generate
 from .mediation import MediationResult, mediate
 from .patch_attribution import AttributionPatching, attribution_patch
 from .patching import PatchingResult, patch
