@@ -57,6 +57,7 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_attr_annotations = True
+napoleon_use_ivar = True  # a dataclass's Attributes as a field list: autodoc documents the fields too
 
 # Every cross-reference inside the package must resolve (-n). The machines that build the docs have no
 # network, so intersphinx inventories of numpy/torch/pandas/... cannot be fetched: references to types
@@ -66,6 +67,9 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(np|numpy|torch|pd|pandas|plt|matplotlib|transformers|traitlets|ipywidgets|anywidget)\..*"),
     (r"py:.*", r"(collections\.abc|typing|pathlib|os|contextlib|types)\..*"),
     (r"py:class", r"(optional|callable|array-like|function)"),
+    (r"py:class", r"Path"),  # pathlib.Path, named bare in annotations
+    # helper types of private modules (``widgets/_views.py``) appear in a few signatures; not API
+    (r"py:class", r"neuronwidgets(\.\w+)*\._\w+\.\w+"),
     (r"py:class", r"Figure"),  # matplotlib.figure.Figure, imported under TYPE_CHECKING only (lazy matplotlib)
 ]
 

@@ -54,16 +54,21 @@ def _float_scores(scores: Any) -> np.ndarray:
 class NeuronRanking(Result):
     """Neurons in order of importance, best first.
 
-    - ``neurons``: addresses ``[N]``, best first; this order is the ranking.
-    - ``scores``: float64 ``[N]``, the method's number for each neuron (higher = more important). For most
-      methods it decreases along the ranking; greedy methods (Gaussian) store each neuron's marginal gain,
-      which need not.
-    - ``method``: e.g. ``"weight_mass"``, ``"probeless"``, ``"iou"``, ``"gaussian"``, ``"maxcorr"``.
-    - ``classes`` / ``class_scores`` (float64 ``[N, C]``, rows aligned with ``neurons``): per-class scores
-      where the method has them; they give each neuron's top class and each class's top neurons.
-    - ``columns``: extra per-neuron columns ``[N]`` shown by :meth:`to_frame` (e.g. the best-matching
-      neuron of another model and its correlation).
-    - ``meta``: JSON-serialisable details of how the ranking was made.
+    Made by every ranking method (``rank_*``, :func:`neuronwidgets.core.attribute_neurons`, concept
+    rankings); shown by ``NeuronTable``, ``NeuronExplorer`` and ``AblationPanel``.
+
+    Attributes:
+        neurons: Addresses ``[N]``, best first; this order is the ranking.
+        scores: Float64 ``[N]``, the method's number for each neuron (higher = more important). For most
+            methods it decreases along the ranking; greedy methods (Gaussian) store each neuron's marginal
+            gain, which need not.
+        method: E.g. ``"weight_mass"``, ``"probeless"``, ``"iou"``, ``"gaussian"``, ``"maxcorr"``.
+        classes: Class names ``[C]`` where the method has per-class scores (else empty).
+        class_scores: Float64 ``[N, C]`` (rows aligned with ``neurons``) or ``None``; they give each
+            neuron's top class and each class's top neurons.
+        columns: Extra per-neuron columns ``[N]`` shown by :meth:`to_frame` (e.g. the best-matching
+            neuron of another model and its correlation).
+        meta: JSON-serialisable details of how the ranking was made.
     """
 
     neurons: tuple[str, ...]

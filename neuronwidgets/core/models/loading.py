@@ -57,11 +57,14 @@ KINDS = ("encoder", "classifier", "masked-lm", "causal-lm")
 
 @dataclass(frozen=True)
 class Prediction(TableResult):
-    """Labelled probabilities for one text.
+    """Labelled probabilities for one text (what :meth:`ModelHandle.predict` returns).
 
-    ``labels``: class names (classifier) or decoded tokens (language models), best first.
-    ``probs``: float array ``[len(labels)]`` of probabilities, aligned with ``labels``.
-    ``ids``: token ids for language models, class indices for classifiers.
+    Attributes:
+        text: The text predicted on.
+        kind: The model's kind (``"classifier"``, ``"masked-lm"``, ``"causal-lm"``).
+        labels: Class names (classifier) or decoded tokens (language models), best first.
+        probs: Float array ``[len(labels)]`` of probabilities, aligned with ``labels``.
+        ids: Token ids for language models, class indices for classifiers.
     """
 
     _plot_columns = ("label", "prob")
@@ -125,11 +128,15 @@ class MeanPoolClassifier(nn.Module):
 
 @dataclass(eq=False)
 class ModelHandle:
-    """A loaded model and everything neuronwidgets needs to know about it.
+    """A loaded model and everything neuronwidgets needs to know about it (made by :func:`load_model`).
 
-    Attributes: ``model`` (the ``nn.Module``, in eval mode), ``tokenizer`` (a fast tokenizer), ``kind``
-    (``"encoder"``, ``"classifier"``, ``"masked-lm"`` or ``"causal-lm"``), ``name``, ``blocks`` (the
-    transformer blocks in order), ``labels`` (class names for classifiers).
+    Attributes:
+        name: The name it was loaded by.
+        model: The ``nn.Module``, in eval mode.
+        tokenizer: A fast tokenizer (character offsets align words).
+        kind: ``"encoder"``, ``"classifier"``, ``"masked-lm"`` or ``"causal-lm"``.
+        blocks: The transformer blocks in order.
+        labels: Class names for classifiers (empty otherwise).
     """
 
     name: str
@@ -365,9 +372,22 @@ def load_model(
     """Load an embedded default (``"minilm"``, ``"minilm-sentiment"``, ``"smollm2"``), a local model
     folder, or a Hugging Face model name (downloads only where the hub is reachable).
 
-    ``kind`` forces ``"encoder"``, ``"classifier"``, ``"masked-lm"`` or ``"causal-lm"``; by default it is
-    read from the config's ``architectures``. ``device``: ``"auto"`` (CUDA, then Apple MPS, then CPU),
-    ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; the handle's repr names it.
+    Args:
+        name_or_path: An embedded name (:data:`EMBEDDED_MODELS`), a saved folder or a hub name.
+        kind: Forces ``"encoder"``, ``"classifier"``, ``"masked-lm"`` or ``"causal-lm"``; by default it is
+            read from the config's ``architectures``.
+        device: ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+            ``"mps"``; the handle's repr names it.
+
+    Returns:
+        The model with its tokenizer, blocks and sites.
+
+    Raises:
+        ValueError: For an unknown or unfitting ``kind``, an empty name, or a model that is not found.
+
+    Example:
+        >>> load_model("minilm-sentiment").predict("A wonderful film.").top
+        'positive'
     """
     with quiet_loading():  # no "Loading weights" bar in every notebook that loads a model
         return _load_model(name_or_path, kind, str(resolve_device(device)))
@@ -440,8 +460,22 @@ _HANDLES: dict[str, ModelHandle] = {}
 def as_handle(model: ModelHandle | str | os.PathLike[str], example: str = "") -> ModelHandle:
     """``model`` itself, or the model called so (a name or a folder, loaded by :func:`load_model` once per
     session and then shared, so ``with ablate("minilm-sentiment", ...)`` and ``predict("minilm-sentiment",
-    ...)`` act on the same model); anything else is a ``TypeError`` (``example``: a call that shows the
-    right use, added to the message). A ``transformers`` model needs :func:`wrap_model` with its tokenizer."""
+    ...)`` act on the same model). A ``transformers`` model needs :func:`wrap_model` with its tokenizer.
+
+    Args:
+        model: A loaded model, or a name or folder for :func:`load_model`.
+        example: A call that shows the right use, added to the error message.
+
+    Returns:
+        The model (the same object for the same name within a session).
+
+    Raises:
+        TypeError: If ``model`` is neither a :class:`ModelHandle` nor a name or folder.
+
+    Example:
+        >>> as_handle("minilm") is as_handle("minilm")
+        True
+    """
     if isinstance(model, ModelHandle):
         return model
     if isinstance(model, (str, os.PathLike)):

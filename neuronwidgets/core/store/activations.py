@@ -72,8 +72,23 @@ class Activations(Result):
     Rows follow the corpus order: sentence 0's units, then sentence 1's, and so on, so row ``r`` of
     :meth:`layer` matches label ``r`` of ``corpus.flat_labels(column)``.
 
-    Build one with :func:`~neuronwidgets.core.store.extraction.extract_activations`; reopen a stored one with
-    :meth:`open` (no model needed).
+    Build one with :func:`~neuronwidgets.core.store.extraction.extract_activations` (or
+    :func:`~neuronwidgets.core.as_activations` from arrays); reopen a stored one with :meth:`open` (no
+    model needed). The constructor is internal.
+
+    Args:
+        meta: The store's description (sites, widths, granularity, sentences and their units).
+        chunks: The chunks of an in-memory result (``None`` for a store on disk).
+        path: The store's folder (``None`` in memory).
+
+    Raises:
+        ValueError: From the readers, for a site, neuron or sentence the activations do not have.
+        IndexError: For a row or sentence index out of range.
+
+    Example:
+        >>> acts = extract_activations(load_model("minilm"), ["Not bad at all."], layers=[3])
+        >>> acts.neuron("layer.3.resid:42").shape, acts.matrix().shape
+        ((5,), (5, 384))
     """
 
     def __init__(

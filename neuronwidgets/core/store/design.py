@@ -41,8 +41,24 @@ def as_activations(
     """In-memory :class:`Activations` from a matrix ``[n_rows, width]`` (at ``site``) or a mapping
     ``{site: [n_rows, width]}``, so arrays from anywhere can go through the same probes and rankings.
 
-    ``lengths``: words per sentence (default: every row its own sentence). ``words``: the word of each row
-    (flat, or one list per sentence); control tasks and the random-feature baseline use them as word types.
+    Args:
+        matrix: ``[n_rows, width]`` at ``site``, or ``{site: [n_rows, width]}`` (same rows everywhere).
+        site: The site name of a single matrix.
+        lengths: Words per sentence (default: every row its own sentence).
+        words: The word of each row (flat, or one list per sentence); control tasks and the
+            random-feature baseline use them as word types.
+        name: A name for reprs and messages.
+
+    Returns:
+        In-memory activations.
+
+    Raises:
+        ValueError: For no arrays, a non-2-D or non-float array, row counts that differ, or ``lengths``
+            that do not sum to the rows.
+
+    Example:
+        >>> acts = as_activations(np.random.randn(100, 16), lengths=[10] * 10)
+        >>> ranking = rank_probeless(acts, labels)
     """
     arrays = {site: matrix} if not isinstance(matrix, Mapping) else dict(matrix)
     if not arrays:
@@ -357,8 +373,14 @@ def encode_labels(
 
 @dataclass(frozen=True)
 class Split:
-    """Sentence indices of the train, dev and test parts (int64, sorted). Words of one sentence are never
-    in two parts, so a probe cannot score by remembering a sentence's context."""
+    """Sentence indices of the train, dev and test parts (made by :func:`split_sentences`). Words of one
+    sentence are never in two parts, so a probe cannot score by remembering a sentence's context.
+
+    Attributes:
+        train: Int64 sentence indices, sorted.
+        dev: Int64 sentence indices, sorted (may be empty).
+        test: Int64 sentence indices, sorted.
+    """
 
     train: np.ndarray
     dev: np.ndarray
@@ -396,7 +418,24 @@ def split_sentences(
     seed: int = 0,
 ) -> Split:
     """Split sentences ``0 … num_sentences-1`` into train/dev/test by ``fractions`` (dev may be 0).
-    ``shuffle=False`` keeps corpus order (train first, then dev, then test), as NeuroX's cut does."""
+
+    Args:
+        num_sentences: How many sentences there are.
+        fractions: ``(train, dev, test)`` or ``(train, test)``, summing to 1.
+        shuffle: ``False`` keeps corpus order (train first, then dev, then test), as NeuroX's cut does.
+        seed: Seed of the shuffle.
+
+    Returns:
+        The three parts.
+
+    Raises:
+        ValueError: For fractions that do not sum to 1, an empty train or test part, or too few sentences.
+
+    Example:
+        >>> split = split_sentences(10, (0.8, 0.1, 0.1), seed=0)
+        >>> len(split.train), len(split.dev), len(split.test)
+        (8, 1, 1)
+    """
     fr = [float(f) for f in fractions]
     if len(fr) == 2:
         fr = [fr[0], 0.0, fr[1]]

@@ -52,9 +52,21 @@ def resolve_sites(
 ) -> list[Site]:
     """Sites for ``layers`` × ``components`` in forward order.
 
-    ``layers``: ``None``/``"all"`` (embeddings and every block), an int, or a list of ints and
-    ``"embed"``; negative ints count from the last block (-1 is the last). ``components``: ``"resid"``,
-    ``"mlp"``, a list of them, or ``"all"``/``None`` for both.
+    Args:
+        handle: The model.
+        layers: ``None``/``"all"`` (embeddings and every block), an int, or a list of ints and
+            ``"embed"``; negative ints count from the last block (-1 is the last).
+        components: ``"resid"``, ``"mlp"``, a list of them, or ``"all"``/``None`` for both.
+
+    Returns:
+        The sites that exist (the embeddings have no MLP), in forward order.
+
+    Raises:
+        ValueError: For an unknown component or a layer the model does not have.
+
+    Example:
+        >>> [s.name for s in resolve_sites(load_model("minilm"), [0, -1], "mlp")]
+        ['layer.0.mlp', 'layer.5.mlp']
     """
     if components is None or components == "all":
         comps: tuple[str, ...] = COMPONENTS
@@ -122,18 +134,43 @@ def extract_activations(
 ) -> Activations:
     """Activations of ``data`` at the chosen sites, one row per word (or per token).
 
-    - ``layers``/``components``: see :func:`resolve_sites` (default: every layer's residual stream).
-    - ``granularity``: ``"word"`` (subwords aggregated by ``aggregation``: ``"mean"``, ``"first"``,
-      ``"last"``, ``"max"``) or ``"token"`` (one row per model token, special tokens left out).
-    - ``store``: a folder to stream to, a Zarr v3 store (memory bounded by ``chunk_sentences``; resumable:
-      calling again with the same arguments continues where an interrupted run stopped, and refuses, saying
-      what differs, when the model's weights, tokenizer, corpus, sites, dtype or settings changed);
-      ``None`` keeps it in memory. ``overwrite=True`` replaces what is there; ``repair=True`` checks
-      every block of an existing store and re-extracts the damaged ones.
-    - ``client``: a ``distributed.Client``: the blocks of sentences are shared out to its workers, each
-      writing its own blocks into ``store`` (required); the result is bit-identical to one process.
-    - ``max_length``: tokens per forward pass (default the model's maximum); longer texts are split.
-    - ``dtype``: ``"float32"`` or ``"float16"`` for the stored values.
+    Batched and length-sorted; words are aligned with tokens by character offsets.
+
+    Args:
+        model: A loaded model or a name for :func:`~neuronwidgets.core.load_model`.
+        data: A :class:`~neuronwidgets.core.Corpus`, a text, texts, or sentences as lists of words.
+        layers: See :func:`resolve_sites` (default: every layer).
+        components: See :func:`resolve_sites` (default: the residual stream).
+        granularity: ``"word"`` (subwords aggregated by ``aggregation``) or ``"token"`` (one row per
+            model token, special tokens left out).
+        aggregation: ``"mean"``, ``"first"``, ``"last"`` or ``"max"`` over a word's subwords.
+        store: A folder to stream to, a Zarr v3 store (memory bounded by ``chunk_sentences``; resumable:
+            calling again with the same arguments continues where an interrupted run stopped, and refuses,
+            saying what differs, when the model's weights, tokenizer, corpus, sites, dtype or settings
+            changed); ``None`` keeps it in memory.
+        overwrite: Replace what is in ``store``.
+        repair: Check every block of an existing store and re-extract the damaged ones.
+        client: A ``distributed.Client``: the blocks of sentences are shared out to its workers, each
+            writing its own blocks into ``store`` (required); the result is bit-identical to one process.
+        chunk_sentences: Sentences per stored chunk.
+        batch_size: Texts per forward pass.
+        max_batch_tokens: Most (padded) tokens per forward pass.
+        max_length: Tokens per forward pass (default the model's maximum); longer texts are split.
+        dtype: ``"float32"`` or ``"float16"`` for the stored values.
+        progress: Show a progress bar (default: for more than a few batches).
+
+    Returns:
+        The activations, in memory or backed by the store.
+
+    Raises:
+        TypeError: If ``store`` is not a path.
+        ValueError: For an unknown granularity, aggregation, dtype, site or layer, a non-positive size,
+            a ``store`` that is a file, or a ``max_length`` with no room for text.
+
+    Example:
+        >>> acts = extract_activations("minilm", ["A wonderful film!"], components="all", store="acts/")
+        >>> acts.matrix().shape  # 4 words x (7 x 384 resid + 6 x 1536 mlp)
+        (4, 11904)
     """
     if store is not None:
         if not isinstance(store, (str, Path)):
