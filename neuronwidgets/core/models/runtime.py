@@ -16,8 +16,22 @@ def _mps_available() -> bool:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or ``None``): CUDA if available, then Apple MPS, then CPU; anything else is checked as
-    a ``torch.device`` (``"cpu"``, ``"cuda:1"``, ``"mps"``) and must be available."""
+    """The device to run on, checked against this machine.
+
+    Args:
+        device: ``"auto"`` (or ``None``): CUDA if available, then Apple MPS, then CPU; anything else is
+            checked as a ``torch.device`` (``"cpu"``, ``"cuda:1"``, ``"mps"``) and must be available.
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: For a string that is not a device, or a device this machine does not have.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")

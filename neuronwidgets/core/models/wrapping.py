@@ -22,13 +22,28 @@ def wrap_model(
 ) -> ModelHandle:
     """A :class:`ModelHandle` over an already loaded ``transformers`` model and its (fast) tokenizer.
 
-    - ``kind``: ``"encoder"``, ``"classifier"``, ``"masked-lm"`` or ``"causal-lm"``; by default read from the
-      config's ``architectures`` (e.g. ``BertForSequenceClassification`` → classifier).
-    - ``device``: ``None`` keeps the model where it is; ``"auto"``, ``"cpu"``, ``"cuda"``, ... move it.
-    - ``name``: shown in reprs and widgets (default: the config's ``_name_or_path``).
-
     The model is put in eval mode; the tokenizer gets a pad token if it has none and pads on the right
     (neuronwidgets aligns tokens with words that way). The model itself is not copied.
+
+    Args:
+        model: A ``transformers`` model (an ``nn.Module`` with a ``.config``).
+        tokenizer: Its fast tokenizer.
+        name: Shown in reprs and widgets (default: the config's ``_name_or_path``).
+        kind: ``"encoder"``, ``"classifier"``, ``"masked-lm"`` or ``"causal-lm"``; by default read from the
+            config's ``architectures`` (e.g. ``BertForSequenceClassification`` → classifier).
+        device: ``None`` keeps the model where it is; ``"auto"``, ``"cpu"``, ``"cuda"``, ... move it.
+
+    Returns:
+        The handle, over the same model object.
+
+    Raises:
+        TypeError: If ``model`` or ``tokenizer`` is not a ``transformers`` one.
+        ValueError: For a slow tokenizer or an unknown ``kind``.
+
+    Example:
+        >>> from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        >>> hf = AutoModelForSequenceClassification.from_pretrained("my-model-folder")
+        >>> model = wrap_model(hf, AutoTokenizer.from_pretrained("my-model-folder"))
     """
     if not isinstance(model, nn.Module) or not hasattr(model, "config"):
         raise TypeError(
