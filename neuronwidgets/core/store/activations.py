@@ -80,6 +80,7 @@ class Activations(Result):
         meta: The store's description (sites, widths, granularity, sentences and their units).
         chunks: The chunks of an in-memory result (``None`` for a store on disk).
         path: The store's folder (``None`` in memory).
+        store: The opened Zarr store behind ``path`` (``None`` in memory or for an old-format store).
 
     Raises:
         ValueError: From the readers, for a site, neuron or sentence the activations do not have.
