@@ -99,7 +99,7 @@ def attribution_patch(
     foil: str | int | None = None,
     direction: str = "restore",
 ) -> AttributionPatching:
-    """Attribution patching of the grid :func:`~neuronwidgets.core.patching.patch` would compute (same
+    """Attribution patching of the grid :func:`~neuronwidgets.core.patch` would compute (same
     arguments), returned with that true patching result and their correlation."""
     handle = _check_handle(model)
     if direction not in DIRECTIONS:

@@ -169,7 +169,7 @@ class Activations(Result):
         return Activations.open(path)
 
     def corpus(self) -> Any:
-        """The :class:`~neuronwidgets.core.corpus.Corpus` stored with the activations (``None`` when the
+        """The :class:`~neuronwidgets.core.Corpus` stored with the activations (``None`` when the
         store has none, e.g. one written by :meth:`save` from in-memory activations)."""
         return self.store.corpus() if self.store is not None else None
 

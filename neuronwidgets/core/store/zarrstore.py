@@ -150,7 +150,7 @@ class Layout:
 class ZarrStore:
     """One activation store on disk (a local folder), opened for reading and resuming.
 
-    Use :meth:`create` or :meth:`open`; :meth:`write_block` / :meth:`read_block` move one block of
+    Use :meth:`create` or :meth:`open`; :meth:`write_block` / :meth:`read_rows` and :meth:`read_site` move one block of
     sentences; every read is checked and any mismatch raises :class:`StoreCorruptionError` naming the
     store, the array (site) and the chunk, with how to recover.
     """
@@ -333,7 +333,7 @@ class ZarrStore:
         return (self.root / name / key).exists()
 
     def write_block(self, k: int, chunk: Any) -> None:
-        """Write block ``k`` (a :class:`~neuronwidgets.core.activations.Chunk`): every site, the rows'
+        """Write block ``k`` (a :class:`~neuronwidgets.core.store.activations.Chunk`): every site, the rows'
         unit/sentence/word_id, then the checksum row that marks it written."""
         a, b = self.layout.sentences(k)
         u0, u1 = self.layout.units(k)
@@ -459,7 +459,7 @@ class ZarrStore:
         return bad
 
     def corpus(self) -> Any:
-        """The stored :class:`~neuronwidgets.core.corpus.Corpus` (checked against the fingerprint), or
+        """The stored :class:`~neuronwidgets.core.Corpus` (checked against the fingerprint), or
         ``None`` when the store has none."""
         from ..data.corpus import Corpus
 
