@@ -18,17 +18,28 @@ def bundle_path(name: str) -> Path:
     return STATIC / f"{name}.js"
 
 
-def load_bundle(name: str) -> tuple[str, str]:
-    """The ES module and CSS of widget ``name`` (e.g. ``"token_heatmap"``), or a clear error."""
+def _missing(name: str, js: Path) -> BundleMissingError:
+    return BundleMissingError(
+        f"the {name} front end is not built: {js} is missing. In a source checkout build it with "
+        "`cd js && npm ci && npm run build` (needs Node.js >= 18), or install a released wheel, which "
+        "ships the bundles."
+    )
+
+
+def bundle_file(name: str, suffix: str = ".js") -> Path | str:
+    """The class-level ``_esm`` (``suffix=".js"``) or ``_css`` (``".css"``) of widget ``name``: the file as a
+    ``Path`` (anywidget reads it once per class and, with ``ANYWIDGET_HMR=1``, reloads it on change), or
+    ``""`` when it is not built, so that importing the widgets still works and :func:`require_bundle` says
+    what to do when one is made."""
+    path = STATIC / f"{name}{suffix}"
+    return path if path.is_file() else ""
+
+
+def require_bundle(name: str) -> None:
+    """Raise :class:`BundleMissingError` (how to build it) when widget ``name``'s JavaScript is missing."""
     js = bundle_path(name)
     if not js.is_file():
-        raise BundleMissingError(
-            f"the {name} front end is not built: {js} is missing. In a source checkout build it with "
-            "`cd js && npm ci && npm run build` (needs Node.js >= 18), or install a released wheel, which "
-            "ships the bundles."
-        )
-    css = js.with_suffix(".css")
-    return js.read_text(encoding="utf-8"), css.read_text(encoding="utf-8") if css.is_file() else ""
+        raise _missing(name, js)
 
 
 def encode_array(values: Any) -> dict[str, Any]:

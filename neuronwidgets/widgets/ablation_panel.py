@@ -35,7 +35,7 @@ import traitlets
 from ..core import Intervention, ModelHandle, NeuronAddress, Site, as_handle, parse_neuron
 from ..core.interventions.edits import intervene, predict_logits
 from ..core.interventions.effects import compare_distributions
-from ._assets import decode_array, encode_array, load_bundle
+from ._assets import bundle_file, decode_array, encode_array, require_bundle
 from ._export import write_standalone_html
 
 SCALE_MIN, SCALE_MAX = 0.0, 2.0
@@ -110,8 +110,8 @@ class AblationPanel(anywidget.AnyWidget):
     and :meth:`reset`; add sliders with :meth:`add_neurons`; save a static page with :meth:`to_html`.
     """
 
-    _esm = traitlets.Unicode("").tag(sync=True)
-    _css = traitlets.Unicode("").tag(sync=True)
+    _esm = bundle_file("ablation_panel")
+    _css = bundle_file("ablation_panel", ".css")
 
     model_name = traitlets.Unicode("", help="name of the model").tag(sync=True)
     kind = traitlets.Unicode("", help="'classifier', 'causal-lm' or 'masked-lm'").tag(sync=True)
@@ -139,7 +139,7 @@ class AblationPanel(anywidget.AnyWidget):
         seed: int = 0,
         probe_granularity: str = "word",
     ) -> None:
-        esm, css = load_bundle("ablation_panel")
+        require_bundle("ablation_panel")
         handle = as_handle(model, "AblationPanel(load_model('minilm-sentiment'), text, neurons)")
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text must be a non-empty string: the input whose prediction the panel shows")
@@ -162,8 +162,6 @@ class AblationPanel(anywidget.AnyWidget):
         self._good = _Answered(initial, k, s, answer)
         self._answered = 0
         super().__init__(
-            _esm=esm,
-            _css=css,
             model_name=handle.name,
             kind=handle.kind,
             text=text,

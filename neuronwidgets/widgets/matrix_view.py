@@ -15,7 +15,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from ._assets import BrowserStateGuard, decode_array, encode_array, load_bundle
+from ._assets import BrowserStateGuard, bundle_file, decode_array, encode_array, require_bundle
 from ._export import write_standalone_html
 
 _SYNCED = (
@@ -44,8 +44,8 @@ class MatrixView(BrowserStateGuard, anywidget.AnyWidget):
     ``ValueError``) or by the browser (a bad cell sets ``error``); the data traits are answers.
     """
 
-    _esm = traitlets.Unicode("").tag(sync=True)
-    _css = traitlets.Unicode("").tag(sync=True)
+    _esm = bundle_file("matrix_view")
+    _css = bundle_file("matrix_view", ".css")
 
     row_labels = traitlets.List(traitlets.Unicode(), help="label of each row").tag(sync=True)
     col_labels = traitlets.List(traitlets.Unicode(), help="label of each column").tag(sync=True)
@@ -71,7 +71,7 @@ class MatrixView(BrowserStateGuard, anywidget.AnyWidget):
         annotate: bool = False,
         selected: Sequence[int] = (),
     ) -> None:
-        esm, css = load_bundle("matrix_view")
+        require_bundle("matrix_view")
         self._matrix = _check_matrix(matrix, row_labels, col_labels)
         state = {
             "row_labels": [str(r) for r in row_labels],
@@ -83,7 +83,7 @@ class MatrixView(BrowserStateGuard, anywidget.AnyWidget):
             "annotate": bool(annotate),
         }
         state["selected"] = self._good = self._check_selected(list(selected))
-        super().__init__(_esm=esm, _css=css, **state)
+        super().__init__(**state)
 
     @property
     def matrix(self) -> np.ndarray:

@@ -18,7 +18,7 @@ import pandas as pd
 import traitlets
 
 from ..core import NeuronRanking, parse_neuron
-from ._assets import BrowserStateGuard, encode_array, load_bundle
+from ._assets import BrowserStateGuard, bundle_file, encode_array, require_bundle
 from ._export import write_standalone_html
 
 DEFAULT_PAGE_SIZE = 15
@@ -65,8 +65,8 @@ class NeuronTable(BrowserStateGuard, anywidget.AnyWidget):
     can be set; the data traits are answers, sent once, or again by :meth:`set_ranking`.
     """
 
-    _esm = traitlets.Unicode("").tag(sync=True)
-    _css = traitlets.Unicode("").tag(sync=True)
+    _esm = bundle_file("neuron_table")
+    _css = bundle_file("neuron_table", ".css")
 
     addresses = traitlets.List(traitlets.Unicode(), help="neuron addresses in ranking order").tag(sync=True)
     ranks = traitlets.Dict(help="{view, dtype, shape}: int32 [N], the rank of each row").tag(sync=True)
@@ -90,7 +90,7 @@ class NeuronTable(BrowserStateGuard, anywidget.AnyWidget):
         page_size: int = DEFAULT_PAGE_SIZE,
         selected: str | None = None,
     ) -> None:
-        esm, css = load_bundle("neuron_table")
+        require_bundle("neuron_table")
         self._ready = False
         state = _table_state(ranking)
         self._index = {a: i for i, a in enumerate(state["addresses"])}
@@ -99,7 +99,7 @@ class NeuronTable(BrowserStateGuard, anywidget.AnyWidget):
             state["addresses"][0] if selected is None and state["addresses"] else selected or ""
         )
         self._good = state["selected"]
-        super().__init__(_esm=esm, _css=css, **state)
+        super().__init__(**state)
         self._ready = True
 
     # -- validation: Python callers get ValueError, the browser gets ``error`` ---------------------

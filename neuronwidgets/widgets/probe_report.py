@@ -18,7 +18,7 @@ import traitlets
 from matplotlib.figure import Figure
 
 from ..core import LayerwiseProbes, RankingAblation
-from ._assets import encode_array, load_bundle
+from ._assets import bundle_file, encode_array, require_bundle
 from ._export import write_standalone_html
 
 LAYER_SERIES = ("test", "control", "selectivity", "majority")
@@ -55,8 +55,8 @@ class ProbeReport(anywidget.AnyWidget):
     ``neurons`` float32 ``[K]``; ``baselines`` float32 ``[2]`` (all neurons, majority). Missing values (e.g. no control task) are NaN.
     """
 
-    _esm = traitlets.Unicode("").tag(sync=True)
-    _css = traitlets.Unicode("").tag(sync=True)
+    _esm = bundle_file("probe_report")
+    _css = bundle_file("probe_report", ".css")
 
     sites = traitlets.List(traitlets.Unicode(), help="probed sites, in forward order").tag(sync=True)
     layer_series = traitlets.List(traitlets.Unicode(), help="rows of layer_values").tag(sync=True)
@@ -96,13 +96,13 @@ class ProbeReport(anywidget.AnyWidget):
             raise TypeError(
                 f"ablation must be a RankingAblation (from evaluate_ranking), got {type(ablation).__name__}"
             )
-        esm, css = load_bundle("probe_report")
+        require_bundle("probe_report")
         self._layerwise = layerwise
         self._ablation = ablation
         state: dict[str, Any] = {}
         state.update(_layer_state(layerwise))
         state.update(_ablation_state(ablation))
-        super().__init__(_esm=esm, _css=css, **state)
+        super().__init__(**state)
 
     def figures(self) -> list[Figure]:
         """The result objects' matplotlib figures: accuracy by layer, then accuracy vs k (those given)."""

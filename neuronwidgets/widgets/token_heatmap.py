@@ -17,7 +17,7 @@ import numpy as np
 import traitlets
 
 from ..core import Activations, ModelHandle, NeuronAddress, extract_activations, load_model, parse_neuron
-from ._assets import BrowserStateGuard, decode_array, encode_array, load_bundle
+from ._assets import BrowserStateGuard, bundle_file, decode_array, encode_array, require_bundle
 from ._export import write_standalone_html
 from ._palette import diverging_cmap, text_colour
 
@@ -74,8 +74,8 @@ class TokenHeatmap(BrowserStateGuard, anywidget.AnyWidget):
     units (all subword tokens of a marked word; the word of a marked token).
     """
 
-    _esm = traitlets.Unicode("").tag(sync=True)
-    _css = traitlets.Unicode("").tag(sync=True)
+    _esm = bundle_file("token_heatmap")
+    _css = bundle_file("token_heatmap", ".css")
 
     tokens = traitlets.List(traitlets.List(traitlets.Unicode()), help="units of the shown sentences").tag(
         sync=True
@@ -108,7 +108,7 @@ class TokenHeatmap(BrowserStateGuard, anywidget.AnyWidget):
         *,
         marked: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        esm, css = load_bundle("token_heatmap")
+        require_bundle("token_heatmap")
         self._ready = False
         self._acts: dict[str, Activations] = {}
         self._scores: _Scores | None = None
@@ -135,7 +135,7 @@ class TokenHeatmap(BrowserStateGuard, anywidget.AnyWidget):
         state.update(self._answer(state["neuron"], state["granularity"], state["sentences"]))
         state["marked"] = self._check_marked(list(marked or []), state["tokens"])
         self._good = {k: state[k] for k in ("neuron", "granularity", "sentences", "marked")}
-        super().__init__(_esm=esm, _css=css, **state)
+        super().__init__(**state)
         self._ready = True
 
     # -- constructors --------------------------------------------------------------------------------
