@@ -27,7 +27,7 @@ import numpy as np
 import traitlets
 
 from ..core import MediationResult, ModelHandle, NeuronRanking, PatchingResult, causal_trace, patch
-from ._assets import BrowserStateGuard, decode_array, encode_array, load_bundle
+from ._assets import BrowserStateGuard, bundle_file, decode_array, encode_array, require_bundle
 from ._export import save_html, write_standalone_html
 from .ablation_panel import AblationPanel
 from .matrix_view import _check_matrix
@@ -64,8 +64,8 @@ class PatchingGrid(BrowserStateGuard, anywidget.AnyWidget):
     ``[k]``), ``neuron_label``, ``can_send``; the browser sets ``selected`` and increments ``send``.
     """
 
-    _esm = traitlets.Unicode("").tag(sync=True)
-    _css = traitlets.Unicode("").tag(sync=True)
+    _esm = bundle_file("patching_view")
+    _css = bundle_file("patching_view", ".css")
 
     row_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     col_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
@@ -106,7 +106,7 @@ class PatchingGrid(BrowserStateGuard, anywidget.AnyWidget):
             raise TypeError(f"model must be the ModelHandle the result came from, got {type(model).__name__}")
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-        esm, css = load_bundle("patching_view")
+        require_bundle("patching_view")
         self._result = result
         self._handle = model
         self._top_k = int(top_k)
@@ -116,8 +116,6 @@ class PatchingGrid(BrowserStateGuard, anywidget.AnyWidget):
         self._matrix = _check_matrix(np.nan_to_num(grid), rows, cols)
         self._good: list[int] = []
         super().__init__(
-            _esm=esm,
-            _css=css,
             row_labels=rows,
             col_labels=cols,
             values=encode_array(self._matrix),
