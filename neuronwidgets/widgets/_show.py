@@ -80,6 +80,12 @@ def _effect(r: core.InterventionEffect) -> ipywidgets.Widget:
     )
 
 
+def _patching(r: Any) -> ipywidgets.Widget:
+    from .patching_view import PatchingView
+
+    return PatchingView(r)
+
+
 def _activations(r: core.Activations) -> ipywidgets.Widget:
     return TokenHeatmap(r)
 
@@ -109,6 +115,8 @@ BUILDERS: dict[type, Callable[[Any], ipywidgets.Widget]] = {
     core.LayerwiseProbes: _layerwise,
     core.RankingAblation: _ranking_ablation,
     core.ConceptAlignment: _alignment,
+    core.PatchingResult: _patching,
+    core.MediationResult: _patching,
 }
 
 

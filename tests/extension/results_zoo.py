@@ -75,6 +75,26 @@ def build_results(lm: c.ModelHandle) -> dict[str, Any]:
     by_concept = c.aggregate_by_concept(lm_ranking, lm_alignment, min_score=0.0)
     out["ConceptAttribution"] = by_concept
     out["ConceptAblation"] = c.check_concept_ablation(lm, [text], by_concept, "NOUN", n_random=2)
+    clean, corrupt = "Paris is the capital of", "Berl is the capital of"
+    top2 = lm.model(**lm.encode([clean]), use_cache=False).logits[0, -1].topk(2).indices
+    t, f = int(top2[0]), int(top2[1])
+    out["PatchingResult"] = c.patch(lm, clean, corrupt, layers=[0, 1], target=t, foil=f)
+    out["AttributionPatching"] = c.attribution_patch(lm, clean, corrupt, layers=[0, 1], target=t, foil=f)
+    k = 3  # a mediation result by hand: mediate() needs single-token profession words (SmolLM2 in its tests)
+    out["MediationResult"] = c.MediationResult(
+        cases=("nurse/she", "engineer/he"),
+        y_null=np.array([0.5, 0.8]),
+        y_set=np.array([0.6, 0.7]),
+        te=np.array([0.2, -0.125]),
+        head_nie=np.zeros((1, 2)),
+        head_nde=np.zeros((1, 2)),
+        neuron_layers=(1,),
+        neuron_nie=rng.normal(size=(1, k)),
+        neuron_nde=rng.normal(size=(1, k)),
+        neurons=c.NeuronRanking.from_scores(
+            [f"layer.1.mlp:{i}" for i in range(k)], np.arange(k, 0, -1.0), method="nie"
+        ),
+    )
     out["ModelHandle"] = lm
     out["NeuronAddress"] = c.parse_neuron("layer.1.mlp:3")
     out["Site"] = c.parse_site("layer.1.mlp")

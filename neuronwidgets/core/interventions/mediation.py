@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, summary
 from ..results import NeuronRanking
 from .edits import _check_handle
 from .patch_engine import Engine, num_heads
@@ -39,7 +40,7 @@ DEFAULT_SET_WORDS: Mapping[str, str] = {"she": "man", "he": "woman"}
 
 
 @dataclass(frozen=True)
-class MediationResult:
+class MediationResult(Result):
     """Vig et al.'s effects, averaged over ``cases`` (template × profession prompts).
 
     - ``cases`` ``[C]``: the null prompts; ``y_null`` / ``y_set`` ``[C]``: ``y`` of each null / set-gender
@@ -114,7 +115,9 @@ class MediationResult:
         return fig
 
     def __repr__(self) -> str:
-        return f"MediationResult({len(self.cases)} prompts, TE={self.total_effect:.4g}, {len(self.neurons)} neurons)"
+        return summary(
+            f"MediationResult({len(self.cases)} prompts, TE={self.total_effect:.4g}, {len(self.neurons)} neurons)"
+        )
 
 
 def _single(handle: Any, word: str) -> int | None:

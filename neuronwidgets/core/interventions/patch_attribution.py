@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..display import Result, summary
 from .edits import _check_handle
 from .patch_engine import Engine, eval_mode, site_module
 from .patching import (
@@ -37,7 +38,7 @@ from .patching import (
 
 
 @dataclass(frozen=True)
-class AttributionPatching:
+class AttributionPatching(Result):
     """``approx``: the attribution-patching estimate (``method="attribution patching"``); ``true``: activation
     patching of the same grid; ``correlation`` / ``rank_correlation``: Pearson / Spearman correlation of
     their effects over all cells (NaN when either is constant)."""
@@ -67,7 +68,7 @@ class AttributionPatching:
         return fig
 
     def __repr__(self) -> str:
-        return (
+        return summary(
             f"AttributionPatching({len(self.true.units)} units × {len(self.true.positions)} positions, "
             f"r={self.correlation:.3f} with true patching, ρ={self.rank_correlation:.3f})"
         )

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..display import Result, summary
 from ..models.loading import ModelHandle
 from ..results import NeuronRanking
 from .edits import _check_handle
@@ -45,7 +46,7 @@ PositionsLike = Sequence[int | Sequence[int]] | None
 
 
 @dataclass(frozen=True)
-class PatchingResult:
+class PatchingResult(Result):
     """Patching effects over units × positions.
 
     - ``units`` ``[U]``: what was patched, e.g. ``"layer.3.resid"``, ``"layer.3.head.5"``,
@@ -165,7 +166,7 @@ class PatchingResult:
         return fig
 
     def __repr__(self) -> str:
-        return (
+        return summary(
             f"PatchingResult({self.component}, {len(self.units)} units × {len(self.positions)} positions, "
             f"{self.metric}: clean {self.clean:.4g}, corrupted {self.corrupted:.4g})"
         )
