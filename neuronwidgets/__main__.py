@@ -1,4 +1,4 @@
-"""``python -m neuronwidgets``: install the offline default models."""
+"""``python -m neuronwidgets``: install the offline default models, build the course pages."""
 
 from __future__ import annotations
 

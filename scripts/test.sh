@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up (Chromium included), then run every test layer:
 #   lint and types (ruff, mypy, tsc) · JS unit tests (vitest) · Python tests: core, widget models and
-#   the real-browser tests (JupyterLab + headless Chromium) · the tour notebook executed headless ·
+#   the real-browser tests (JupyterLab + headless Chromium) · the notebooks executed headless into the course
+#   pages (build/course, opened by a browser test) ·
 #   the built wheel carries the bundles and the gold data and installs without Node; installed with
 #   [models] in a fresh venv, `python -m neuronwidgets models install` gives the three default models ·
 #   the docs build (warnings as errors).
@@ -37,12 +38,10 @@ PATH="$(dirname "$(readlink -f "$PY")")" "$PY" -m pip install -q --no-deps --tar
 test -f build/wheel-install/neuronwidgets/static/token_heatmap.js
 step "the wheel with [models] in a fresh venv, no setup script: models install, default models offline"
 scripts/check_wheel_models.sh build/wheel/*.whl
-step "the notebooks run headless, top to bottom"
-mkdir -p build
-for nb in 00_tour 02_probing 03_ablation 04_causation 05_concepts; do
-  "$PY" -m jupyter nbconvert --to notebook --execute "notebooks/$nb.ipynb" \
-    --ExecutePreprocessor.timeout=600 --output-dir build --output "$nb.executed.ipynb"
-done
+step "the notebooks run headless, top to bottom, into the course pages (build/course: a page each + index)"
+rm -rf build/course && mkdir -p build
+"$PY" -m neuronwidgets course build build/course --only 00_tour 01_visualization_corpus_unsupervised \
+  02_probing 03_ablation 04_causation 05_concepts
 step "the API reference builds with warnings as errors (Sphinx -W -n)"
 PY="$PY" scripts/docs.sh
 step "Python tests: core, widget models, real browser"
