@@ -81,6 +81,7 @@ from .models import (
     wrap_model,
 )
 from .probing import (
+    ClusterProbe,
     LayerwiseProbes,
     MinimalSubset,
     NeuronClusters,
@@ -90,6 +91,7 @@ from .probing import (
     RankingAblation,
     RedundancyProbes,
     cluster_neurons,
+    cluster_probe,
     control_labels,
     evaluate_ranking,
     rank_gaussian,
@@ -130,6 +132,7 @@ __all__ = [
     "Activations",
     "Archipelago",
     "AttributionPatching",
+    "ClusterProbe",
     "CompositionalExplanations",
     "ConceptAblation",
     "ConceptAlignment",
@@ -185,6 +188,7 @@ __all__ = [
     "causal_trace",
     "check_concept_ablation",
     "cluster_neurons",
+    "cluster_probe",
     "compare_ablations",
     "compare_faithfulness",
     "control_labels",

@@ -41,6 +41,7 @@ def build_results(lm: c.ModelHandle) -> dict[str, Any]:
     out["NeuronClusters"] = c.cluster_neurons(acts)
     out["RedundancyProbes"] = c.train_redundancy_probes(acts, upos, thresholds=(0.3,))
     out["SimilarityMatrix"] = c.representation_similarity(acts, other)
+    out["ClusterProbe"] = c.cluster_probe(acts, upos, k=3)
     concepts = c.Concepts.from_corpus(corpus, words=20, min_count=2)
     out["Concepts"] = concepts
     top = c.top_activations(acts, k=5, progress=False)

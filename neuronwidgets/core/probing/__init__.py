@@ -3,6 +3,7 @@ Liang 2019), the fitting engine, neuron rankings (weight mass, probeless, IoU, G
 evaluation by ablation and retraining, minimal subsets and redundancy clustering.
 """
 
+from .clustering import ClusterProbe, cluster_probe
 from .evaluation import MinimalSubset, RankingAblation, evaluate_ranking, train_minimal_probe
 from .probes import Probe, ProbeResult, control_labels
 from .ranking import rank_gaussian, rank_iou, rank_probeless, rank_weight_mass
@@ -11,6 +12,7 @@ from .scores import ProbeScores
 from .training import LayerwiseProbes, train_layerwise_probes, train_probe
 
 __all__ = [
+    "ClusterProbe",
     "LayerwiseProbes",
     "MinimalSubset",
     "NeuronClusters",
@@ -20,6 +22,7 @@ __all__ = [
     "RankingAblation",
     "RedundancyProbes",
     "cluster_neurons",
+    "cluster_probe",
     "control_labels",
     "evaluate_ranking",
     "rank_gaussian",
