@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -34,32 +33,18 @@ from pathlib import Path
 
 from _common import load_now, log, machine, peak_rss_mb, run_json
 
-from neuronwidgets.core import Corpus, load_conllu
+from neuronwidgets.core import Corpus, load_ud_english
 
 BATCH_SIZE, MAX_BATCH_TOKENS = 32, 4096
 MODES = ("forward", "store", "stream", "dask")
 
 
-def ud_folder() -> Path:
-    """The UD English-EWT files: the repo's data folder if it has them, else $NEURONWIDGETS_UD."""
-    repo = Path(__file__).resolve().parents[1]
-    for cand in (repo / "data" / "ud_english_ewt", repo / "neuronwidgets" / "data" / "ud_english_ewt"):
-        if (cand / "en_ewt-ud-dev.conllu").exists():
-            return cand
-    env = os.environ.get("NEURONWIDGETS_UD")
-    if env and (Path(env) / "en_ewt-ud-dev.conllu").exists():
-        return Path(env)
-    raise SystemExit(
-        "UD English-EWT not found: set NEURONWIDGETS_UD to a folder with en_ewt-ud-{dev,test}.conllu"
-    )
-
-
 def load_corpus(sentences: int, max_words: int = 60) -> Corpus:
-    folder = ud_folder()
-    parts = [load_conllu(folder / f"en_ewt-ud-{s}.conllu", max_words=max_words) for s in ("dev", "test")]
+    """UD English-EWT dev + test (shipped with the package), repeated up to ``sentences`` sentences."""
+    parts = [load_ud_english(split, columns=(), max_words=max_words) for split in ("dev", "test")]
     words = parts[0].words + parts[1].words
     reps = -(-sentences // len(words))
-    return Corpus.from_words((words * reps)[:sentences], name=f"UD EWT dev+test ×{reps}")
+    return Corpus.from_words((words * reps)[:sentences], name=f"UD EWT dev+test x{reps}")
 
 
 def forward_batches(handle, corpus: Corpus) -> list:
@@ -176,8 +161,7 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="nw-scale-", dir=args.workdir))
         try:
             forward = None
-            results = []
-            for mode in modes:
+            for mode in modes:  # forward first: each line is printed as soon as its mode is done
                 log(f"{mode}: {n} sentences")
                 cmd = [
                     sys.executable,
@@ -194,10 +178,8 @@ def main() -> None:
                     continue
                 if mode == "forward":
                     forward = rec["words_per_s"]
-                results.append(rec)
-            for rec in results:
                 rec["ratio_vs_forward"] = round(rec["words_per_s"] / forward, 3) if forward else None
-                if rec["mode"] == "dask":
+                if mode == "dask":
                     rec["identical"] = (
                         identical(tmp / "store", tmp / "dask") if (tmp / "store").exists() else None
                     )

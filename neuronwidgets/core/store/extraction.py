@@ -151,7 +151,9 @@ def extract_activations(
         overwrite: Replace what is in ``store``.
         repair: Check every block of an existing store and re-extract the damaged ones.
         client: A ``distributed.Client``: the blocks of sentences are shared out to its workers, each
-            writing its own blocks into ``store`` (required); the result is bit-identical to one process.
+            writing its own blocks into ``store`` (required); the result is bit-identical to one process (the
+            workers run with this process's torch thread count: matrix products round differently with
+            another count).
         chunk_sentences: Sentences per stored chunk.
         batch_size: Texts per forward pass.
         max_batch_tokens: Most (padded) tokens per forward pass.
@@ -227,6 +229,7 @@ class ExtractionPlan:
     meta: dict[str, Any]
     bounds: list[tuple[int, int]]
     extractor: _Extractor
+    threads: int = 1  # torch threads where the plan was made: Dask workers use as many (same bits)
 
     @classmethod
     def make(
@@ -288,7 +291,7 @@ class ExtractionPlan:
         extractor = _Extractor(
             handle, sites, granularity, aggregation, template, budget, batch_size, max_batch_tokens
         )
-        return cls(handle, corpus, sites, meta, bounds, extractor)
+        return cls(handle, corpus, sites, meta, bounds, extractor, torch.get_num_threads())
 
     def run_block(self, k: int) -> Chunk:
         a, b = self.bounds[k]

@@ -2,7 +2,8 @@
 workers of a ``distributed.Client``, one task per block, and each worker writes its blocks' chunks (and
 their checksum rows) straight into the store, which must be on storage every worker can reach (a shared
 filesystem path). Blocks are the same as in one process and each is extracted whole, in the same
-batches, so the store is bit-identical to a single-process run.
+batches and with the client's torch thread count (MiniLM's matrix products round differently with 1 and
+2 threads), so the store is bit-identical to a single-process run on the same kind of CPU.
 """
 
 from __future__ import annotations
@@ -40,12 +41,19 @@ def extract_on_dask(client: Any, plan: ExtractionPlan, root: Path, todo: list[in
 
 def _write_block(plan: ExtractionPlan, root: str, k: int) -> tuple[int, int]:
     """On a worker: extract block ``k`` and write it; returns the block's (replaced words, split texts)."""
+    import torch
+
     from .zarrstore import ZarrStore
 
     ex = plan.extractor
     before = (ex.replaced, ex.split)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        chunk = plan.run_block(k)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(plan.threads)  # the client's count: other counts round matrix products differently
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chunk = plan.run_block(k)
+    finally:
+        torch.set_num_threads(threads)
     ZarrStore.open(root, mode="r+").write_block(k, chunk)
     return ex.replaced - before[0], ex.split - before[1]
