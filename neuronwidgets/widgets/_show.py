@@ -98,6 +98,12 @@ def _ranking_ablation(r: core.RankingAblation) -> ipywidgets.Widget:
     return ProbeReport(ablation=r)
 
 
+def _attribution_patching(r: core.AttributionPatching) -> ipywidgets.Widget:
+    from .patching_view import PatchingView
+
+    return ipywidgets.VBox([ipywidgets.HTML(html_of(r)), PatchingView(r.true), PatchingView(r.approx)])
+
+
 def _alignment(r: core.ConceptAlignment) -> ipywidgets.Widget:
     return NeuronTable(r.ranking())
 
@@ -117,6 +123,7 @@ BUILDERS: dict[type, Callable[[Any], ipywidgets.Widget]] = {
     core.ConceptAlignment: _alignment,
     core.PatchingResult: _patching,
     core.MediationResult: _patching,
+    core.AttributionPatching: _attribution_patching,
 }
 
 

@@ -53,15 +53,22 @@ _SYNCED = (
 class PatchingGrid(BrowserStateGuard, anywidget.AnyWidget):
     """The grid of a patching result and the ranked neurons of its selected cell (see the module docstring).
 
-    ``PatchingGrid(result, model=None, top_k=20, what="recovered")``: ``result`` a
-    :class:`~neuronwidgets.core.PatchingResult` (patching or tracing) or a
-    :class:`~neuronwidgets.core.MediationResult`; ``model`` the :class:`ModelHandle` the result came from
-    (needed to rank a patching or tracing cell's neurons); ``what``: the grid shows ``"recovered"`` (share
-    of the clean behaviour, the default), ``"effect"`` or ``"values"`` of a patching result.
-
     Synced traits: the MatrixView's (``row_labels``, ``col_labels``, ``values``, ``label``, ``selected``,
     ``error``, …) and ``cell`` (which cell's neurons are listed), ``neurons`` / ``neuron_scores`` (float32
     ``[k]``), ``neuron_label``, ``can_send``; the browser sets ``selected`` and increments ``send``.
+
+    Args:
+        result: A :class:`~neuronwidgets.core.PatchingResult` (patching or tracing) or a
+            :class:`~neuronwidgets.core.MediationResult` (grid: layer × head NIE).
+        model: The :class:`~neuronwidgets.core.ModelHandle` the result came from (needed to rank a
+            patching or tracing cell's neurons).
+        top_k: How many of the cell's neurons are listed.
+        what: What the grid shows of a patching result: ``"recovered"`` (share of the clean behaviour,
+            the default), ``"effect"`` or ``"values"``.
+
+    Example:
+        >>> grid = PatchingGrid(patch(lm, clean, corrupted), lm)  # doctest: +SKIP
+        >>> grid.selected = [12, 3]; grid.neurons[:3]  # doctest: +SKIP
     """
 
     _esm = bundle_file("patching_view")
@@ -209,10 +216,20 @@ class PatchingGrid(BrowserStateGuard, anywidget.AnyWidget):
 class PatchingView(ipywidgets.VBox):
     """A :class:`PatchingGrid` and the :class:`AblationPanel` its button opens on the cell's neurons.
 
-    ``PatchingView(result, model, top_k=20, what="recovered", text=None)``: ``text`` is the input the panel
-    runs (default: the clean prompt of a patching result, the traced text, the first mediation prompt).
     Select a cell with ``view.grid.selected = [row, col]`` (or a click); :meth:`open_panel` (or the button)
     opens the neurons listed.
+
+    Args:
+        result: A :class:`~neuronwidgets.core.PatchingResult` or :class:`~neuronwidgets.core.MediationResult`.
+        model: The model the result came from (to rank a cell's neurons and run the panel).
+        top_k: How many of the cell's neurons are listed and sent to the panel.
+        what: ``"recovered"``, ``"effect"`` or ``"values"`` (patching results).
+        text: The input the panel runs (default: the clean prompt of a patching result, the traced text,
+            the first mediation prompt).
+
+    Example:
+        >>> view = PatchingView(causal_trace(lm, text, "The Eiffel Tower"), lm)  # doctest: +SKIP
+        >>> view  # click a cell, then "Open these neurons in an ablation panel"  # doctest: +SKIP
     """
 
     def __init__(

@@ -386,7 +386,7 @@ def test_clear_errors(tiny_models) -> None:
     with pytest.raises(ValueError, match="one number per row"):
         patch(h, TINY_CLEAN, TINY_CORRUPT, metric=lambda lg: lg)
     with pytest.raises(TypeError, match="ModelHandle"):
-        patch("not a model", TINY_CLEAN, TINY_CORRUPT)  # type: ignore[arg-type]
+        patch(123, TINY_CLEAN, TINY_CORRUPT)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="language model"):
         patch(tiny_models["bert"], TINY_CLEAN, TINY_CORRUPT)
     with pytest.raises(ValueError, match="does not occur"):

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, summary
+from ..display import Result, number, summary
 from ..results import NeuronRanking
 from .edits import _check_handle
 from .patch_engine import Engine, num_heads
@@ -41,17 +41,27 @@ DEFAULT_SET_WORDS: Mapping[str, str] = {"she": "man", "he": "woman"}
 
 @dataclass(frozen=True)
 class MediationResult(Result):
-    """Vig et al.'s effects, averaged over ``cases`` (template × profession prompts).
+    """Vig et al.'s effects, averaged over template × profession prompts (from :func:`mediate`).
 
-    - ``cases`` ``[C]``: the null prompts; ``y_null`` / ``y_set`` ``[C]``: ``y`` of each null / set-gender
-      prompt; ``te`` ``[C]``: each case's total effect; ``total_effect``: their mean.
-    - ``head_nie`` / ``head_nde`` float64 ``[layers, heads]``: each head's mean NIE / NDE (NaN for blocks
-      whose heads were not analysed).
-    - ``neurons``: a :class:`NeuronRanking` of the MLP neurons of ``neuron_layers`` by mean NIE (column
-      ``"nde"``: their NDE), usable by every ranking view and the ablation panel.
-    - ``neuron_nie`` / ``neuron_nde`` ``[len(neuron_layers), mlp width]``.
-    - ``head_mediator``: what a head's intervention swaps (``"output"``: the head's attention-weighted
-      values from the profession position on; Vig et al. swap the attention weights only).
+    Attributes:
+        cases: ``[C]`` the null prompts.
+        y_null: ``[C]`` y of each null prompt (p(anti-stereotypical) / p(stereotypical) pronoun).
+        y_set: ``[C]`` y of each set-gender prompt.
+        te: ``[C]`` each prompt's total effect; :attr:`total_effect` is their mean.
+        head_nie: float64 ``[layers, heads]``, each head's mean NIE (NaN for blocks not analysed).
+        head_nde: float64 ``[layers, heads]``, each head's mean NDE (NaN for blocks not analysed).
+        neuron_layers: The blocks whose MLP neurons were analysed.
+        neuron_nie: ``[len(neuron_layers), mlp width]`` mean NIE per neuron.
+        neuron_nde: ``[len(neuron_layers), mlp width]`` mean NDE per neuron.
+        neurons: A :class:`~neuronwidgets.core.NeuronRanking` of those neurons by NIE (column ``"nde"``),
+            usable by every ranking view and the ablation panel.
+        head_mediator: What a head's intervention swaps: ``"output"``, the head's attention-weighted
+            values from the profession on (Vig et al. swap the attention weights only).
+        meta: Skipped professions and the settings.
+
+    Example:
+        >>> med = mediate(lm, ["The {} said that"], {"nurse": "she", "engineer": "he"})  # doctest: +SKIP
+        >>> med.top_heads(5)  # doctest: +SKIP
     """
 
     cases: tuple[str, ...]
@@ -115,8 +125,15 @@ class MediationResult(Result):
         return fig
 
     def __repr__(self) -> str:
+        top = self.top_heads(3)
+        heads = ", ".join(f"{h} ({number(v, 3)})" for h, v in zip(top["head"], top["nie"]))
         return summary(
-            f"MediationResult({len(self.cases)} prompts, TE={self.total_effect:.4g}, {len(self.neurons)} neurons)"
+            f"MediationResult: {len(self.cases)} prompts, total effect {number(self.total_effect)}",
+            f"top heads by NIE: {heads}" if heads else "",
+            f"neurons of layers {list(self.neuron_layers)}: top {self.neurons.neurons[0]}"
+            if len(self.neurons)
+            else "",
+            doors=".to_frame() · .top_heads() · .neurons · .plot() · .show()",
         )
 
 
@@ -137,13 +154,24 @@ def mediate(
 ) -> MediationResult:
     """Vig et al.'s causal mediation analysis (see the module docstring).
 
-    ``templates``: prompts with one ``{}`` for the profession, e.g. ``"The {} said that"``;
-    ``professions``: profession → its stereotypical pronoun (``"he"`` / ``"she"``), e.g.
-    ``{"nurse": "she", "engineer": "he"}``; ``set_words``: stereotypical pronoun → the anti-stereotypical
-    word the set-gender intervention puts in the profession's place; ``neuron_layers``: the blocks whose MLP
-    neurons are analysed (default: all — ``mlp width × layers`` patched runs per prompt, two effects each);
-    ``head_layers``: the blocks whose heads are analysed (default: all; heads of other blocks get NaN).
-    Professions that are not single tokens are skipped (listed in ``meta["skipped"]``).
+    Args:
+        model: A causal LM (:class:`~neuronwidgets.core.ModelHandle`).
+        templates: Prompts with one ``{}`` for the profession, e.g. ``"The {} said that"``.
+        professions: Profession → its stereotypical pronoun (``"he"`` / ``"she"``); professions that are
+            not single tokens are skipped (listed in ``meta["skipped"]``).
+        set_words: Stereotypical pronoun → the anti-stereotypical word the set-gender intervention puts
+            in the profession's place.
+        neuron_layers: Blocks whose MLP neurons are analysed (default all: ``mlp width × layers`` patched
+            runs per prompt, two effects each).
+        head_layers: Blocks whose heads are analysed (default all).
+        chunk_tokens: Most rows × positions re-run at once.
+
+    Returns:
+        A :class:`MediationResult`.
+
+    Example:
+        >>> med = mediate(lm, ["The {} said that"], {"nurse": "she", "engineer": "he"}, neuron_layers=[29])  # doctest: +SKIP
+        >>> med.total_effect, med.neurons.top(5)  # doctest: +SKIP
     """
     handle = _check_handle(model)
     if handle.kind != "causal-lm":

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..display import Result, summary
+from ..display import Result, number, summary
 from .edits import _check_handle
 from .patch_engine import Engine, eval_mode, site_module
 from .patching import (
@@ -39,9 +39,18 @@ from .patching import (
 
 @dataclass(frozen=True)
 class AttributionPatching(Result):
-    """``approx``: the attribution-patching estimate (``method="attribution patching"``); ``true``: activation
-    patching of the same grid; ``correlation`` / ``rank_correlation``: Pearson / Spearman correlation of
-    their effects over all cells (NaN when either is constant)."""
+    """Attribution patching beside true patching of the same grid (from :func:`attribution_patch`).
+
+    Attributes:
+        approx: The attribution-patching estimate (``method="attribution patching"``).
+        true: Activation patching of the same grid.
+        correlation: Pearson correlation of their effects over all cells (NaN when either is constant).
+        rank_correlation: Spearman correlation of the same.
+
+    Example:
+        >>> ap = attribution_patch(lm, clean, corrupted, target=" Paris", foil=" Rome")  # doctest: +SKIP
+        >>> ap.correlation, ap.plot()  # doctest: +SKIP
+    """
 
     approx: PatchingResult
     true: PatchingResult
@@ -69,8 +78,10 @@ class AttributionPatching(Result):
 
     def __repr__(self) -> str:
         return summary(
-            f"AttributionPatching({len(self.true.units)} units × {len(self.true.positions)} positions, "
-            f"r={self.correlation:.3f} with true patching, ρ={self.rank_correlation:.3f})"
+            f"AttributionPatching: {len(self.true.units)} units × {len(self.true.positions)} positions",
+            f"agreement with true patching: r = {number(self.correlation, 3)}, "
+            f"Spearman ρ = {number(self.rank_correlation, 3)}",
+            "an approximation: read .true for the patching result",
         )
 
 
@@ -100,8 +111,30 @@ def attribution_patch(
     foil: str | int | None = None,
     direction: str = "restore",
 ) -> AttributionPatching:
-    """Attribution patching of the grid :func:`~neuronwidgets.core.patch` would compute (same
-    arguments), returned with that true patching result and their correlation."""
+    """Attribution patching of the grid :func:`patch` would compute, returned with that true patching
+    result and their correlation.
+
+    Args:
+        model: A causal or masked language model.
+        clean: The prompt with the behaviour of interest.
+        corrupted: A prompt with the same number of tokens that lacks it.
+        component: As :func:`patch`.
+        layers: As :func:`patch`.
+        positions: As :func:`patch`.
+        heads: As :func:`patch`.
+        neurons: As :func:`patch`.
+        metric: As :func:`patch` (it must be differentiable).
+        target: As :func:`patch`.
+        foil: As :func:`patch`.
+        direction: As :func:`patch`.
+
+    Returns:
+        An :class:`AttributionPatching` (estimate, true grid, correlations).
+
+    Example:
+        >>> ap = attribution_patch(lm, "The Eiffel Tower is in", "The Colosseum is in", target=" Paris", foil=" Rome")  # doctest: +SKIP
+        >>> ap.correlation  # doctest: +SKIP
+    """
     handle = _check_handle(model)
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}: choose 'restore' or 'break'")

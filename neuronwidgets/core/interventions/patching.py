@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, summary
+from ..display import Result, listing, number, summary
 from ..models.loading import ModelHandle
 from ..results import NeuronRanking
 from .edits import _check_handle
@@ -47,17 +47,30 @@ PositionsLike = Sequence[int | Sequence[int]] | None
 
 @dataclass(frozen=True)
 class PatchingResult(Result):
-    """Patching effects over units × positions.
+    """Patching effects over units × positions (from :func:`patch` or :func:`causal_trace`).
 
-    - ``units`` ``[U]``: what was patched, e.g. ``"layer.3.resid"``, ``"layer.3.head.5"``,
-      ``"layer.3.mlp:117"``; ``layers`` (int ``[U]``) the block of each unit (``-1``: embeddings).
-    - ``positions`` ``[P]``: the token positions each column patches (one, or a group patched together);
-      ``tokens`` ``[T]``: the base prompt's tokens.
-    - ``values`` float64 ``[U, P]``: the metric with that patch applied.
-    - ``clean`` / ``corrupted``: the metric on the unpatched clean / corrupted run; ``base`` is the run that
-      was patched (corrupted when ``direction="restore"``).
-    - ``effect`` ``[U, P]`` = ``values - base``; ``recovered`` ``[U, P]`` = ``(values - corrupted) /
-      (clean - corrupted)`` (1: the clean behaviour is fully back; NaN when clean equals corrupted).
+    ``effect`` ``[U, P]`` = ``values - base``; ``recovered`` ``[U, P]`` = ``(values - corrupted) /
+    (clean - corrupted)`` (1: the clean behaviour is fully back; NaN when clean equals corrupted).
+
+    Attributes:
+        units: What was patched ``[U]``, e.g. ``"layer.3.resid"``, ``"layer.3.head.5"``, ``"layer.3.mlp:117"``.
+        layers: int ``[U]``, the block of each unit (``-1``: the embeddings).
+        positions: ``[P]`` token positions each column patches (one, or a group patched together).
+        tokens: ``[T]`` the clean prompt's tokens.
+        values: float64 ``[U, P]``, the metric with that patch applied.
+        metric: The metric's name (``"logit_diff"``, ``"prob"``, ``"logprob"``, ``"kl"`` or a function's).
+        clean: The metric on the unpatched clean run.
+        corrupted: The metric on the unpatched corrupted run (tracing: the mean over noise samples).
+        direction: ``"restore"`` (the corrupted run was patched with clean values) or ``"break"``.
+        component: ``"resid"``, ``"attn"`` or ``"mlp"``.
+        target: The target token (decoded), if the metric has one.
+        foil: The foil token of ``"logit_diff"``.
+        method: ``"activation patching"``, ``"causal tracing"`` or ``"attribution patching"``.
+        meta: The prompts and settings, enough to re-run a cell (JSON-serialisable).
+
+    Example:
+        >>> res = patch(lm, "The Eiffel Tower is in", "The Colosseum is in", target=" Paris", foil=" Rome")  # doctest: +SKIP
+        >>> res.to_frame().sort_values("recovered").tail()  # doctest: +SKIP
     """
 
     units: tuple[str, ...]
@@ -166,9 +179,15 @@ class PatchingResult(Result):
         return fig
 
     def __repr__(self) -> str:
+        imp = np.where(np.isnan(self.importance), -np.inf, self.importance)
+        u, p = np.unravel_index(int(np.argmax(imp)), imp.shape) if imp.size else (0, 0)
+        best = f"strongest cell: {self.units[u]} × {self.position_labels[p]}" if imp.size else ""
         return summary(
-            f"PatchingResult({self.component}, {len(self.units)} units × {len(self.positions)} positions, "
-            f"{self.metric}: clean {self.clean:.4g}, corrupted {self.corrupted:.4g})"
+            f"PatchingResult: {self.method}, {len(self.units)} {self.component} units × {len(self.positions)} positions",
+            f"{self.metric}{f' of {self.target!r}' if self.target else ''}: clean {number(self.clean)}, "
+            f"corrupted {number(self.corrupted)} ({self.direction})",
+            best,
+            f"units: {listing(self.units, 4)}",
         )
 
 
@@ -456,8 +475,32 @@ def patch(
     chunk_tokens: int = 4096,
 ) -> PatchingResult:
     """Patch every unit × position of ``component`` between a clean and a corrupted prompt (same token
-    count) and measure ``metric`` at the predicted position. ``target`` defaults to the clean run's top
-    token, ``foil`` to the corrupted run's. See the module docstring for units, directions and metrics."""
+    count) and measure ``metric`` at the predicted position. See the module docstring for units,
+    directions and metrics.
+
+    Args:
+        model: A causal or masked language model (:class:`~neuronwidgets.core.ModelHandle`).
+        clean: The prompt with the behaviour of interest.
+        corrupted: A prompt with the same number of tokens that lacks it.
+        component: ``"resid"`` (residual stream after each block), ``"attn"`` (each head) or ``"mlp"``.
+        layers: Blocks to patch (default all; ``-1`` is the embeddings for ``"resid"``).
+        positions: Token positions (default all); an entry may be a list of positions patched together.
+        heads: Heads to patch (``component="attn"``; default all).
+        neurons: Single dimensions to patch one at a time (indices or ``"all"``); default the whole site.
+        metric: ``"logit_diff"``, ``"prob"``, ``"logprob"``, ``"kl"`` or a callable of logits
+            ``[batch, vocab]`` → ``[batch]``.
+        target: The target token (string or id); default the clean run's top token.
+        foil: The foil of ``"logit_diff"``; default the corrupted run's top token.
+        direction: ``"restore"`` (run corrupted, insert clean values) or ``"break"`` (the reverse).
+        chunk_tokens: Most rows × positions re-run at once (bounds memory).
+
+    Returns:
+        A :class:`PatchingResult` with the grid, both baselines and the settings.
+
+    Example:
+        >>> res = patch(lm, "The Eiffel Tower is in", "The Colosseum is in", target=" Paris", foil=" Rome")  # doctest: +SKIP
+        >>> res.plot(what="recovered")  # doctest: +SKIP
+    """
     handle = _check_handle(model)
     if direction not in DIRECTIONS:
         raise ValueError(

@@ -79,13 +79,34 @@ def causal_trace(
     metric: str | MetricFn = "prob",
     chunk_tokens: int = 4096,
 ) -> PatchingResult:
-    """Trace where ``text``'s prediction of ``target`` (default: its top token) is carried.
+    """Trace where ``text``'s prediction of ``target`` is carried (Meng et al. 2022).
 
-    The corrupted run adds ``N(0, noise²)`` to the subject tokens' embeddings (``noise`` defaults to
-    ``3 × embedding std``); each of ``samples`` seeded noise draws is patched unit by unit and the metric
-    (default: probability of ``target``) averaged. ``corrupted`` in the result is the mean over samples.
-    ``component``, ``layers``, ``positions``, ``heads`` and ``neurons`` choose the units as in
-    :func:`~neuronwidgets.core.patch`.
+    The corrupted run adds ``N(0, noise²)`` to the subject tokens' embeddings; each of ``samples`` seeded
+    noise draws is patched unit by unit and the metric averaged. ``corrupted`` in the result is the mean
+    over samples.
+
+    Args:
+        model: A causal LM (:class:`~neuronwidgets.core.ModelHandle`).
+        text: The prompt, e.g. ``"The Eiffel Tower is located in the city of"``.
+        subject: The subject as it appears in ``text`` (its tokens are noised), or its token positions.
+        target: The answer token (string or id); default the clean top token.
+        samples: Noise draws averaged.
+        noise: Standard deviation of the noise; default ``3 ×`` the embedding matrix's std.
+        seed: Seed of the noise.
+        component: ``"resid"``, ``"attn"`` or ``"mlp"``, as in :func:`patch`.
+        layers: Blocks to restore, as in :func:`patch`.
+        positions: Positions to restore, as in :func:`patch`.
+        heads: Heads (``component="attn"``), as in :func:`patch`.
+        neurons: Single neurons, as in :func:`patch`.
+        metric: Default ``"prob"`` of ``target``; any metric of :func:`patch`.
+        chunk_tokens: Most rows × positions re-run at once.
+
+    Returns:
+        A :class:`PatchingResult` with ``method="causal tracing"``.
+
+    Example:
+        >>> t = causal_trace(lm, "The Eiffel Tower is located in the city of", "The Eiffel Tower")  # doctest: +SKIP
+        >>> t.plot(what="values")  # doctest: +SKIP
     """
     handle = _check_handle(model)
     if handle.kind != "causal-lm":
