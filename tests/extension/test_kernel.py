@@ -28,12 +28,13 @@ labels = ["long" if len(w) > 3 else "short" for i in range(acts.num_sentences) f
 """
 
 CELLS = {
-    "ranking": "nw.NeuronRanking.from_scores(['layer.0.mlp:1', 'layer.0.mlp:2'], np.array([2.0, 1.0]), method='test')",
-    "probe": "nw.train_probe(acts, labels, control=False, baselines=False, progress=False)",
-    "attribution": "nw.attribute_tokens(sentiment, 'A wonderful, moving film.', method='saliency')",
-    "effect": "nw.measure_effect(sentiment, ['A wonderful film.', 'A dull film.'], nw.Intervention.zero(['layer.5.mlp:1', 'layer.5.mlp:2']))",
+    "ranking": "ranking = nw.NeuronRanking.from_scores(['layer.0.mlp:1', 'layer.0.mlp:2'], np.array([2.0, 1.0]), method='test')\nranking",
+    "probe": "probe = nw.train_probe(acts, labels, control=False, baselines=False, progress=False)\nprobe",
+    "attribution": "attribution = nw.attribute_tokens(sentiment, 'A wonderful, moving film.', method='saliency')\nattribution",
+    "effect": "effect = nw.measure_effect(sentiment, ['A wonderful film.', 'A dull film.'], nw.Intervention.zero(['layer.5.mlp:1', 'layer.5.mlp:2']))\neffect",
     "explain": "%%explain minilm-sentiment\nA wonderful, moving film.",
     "typo": "%%explain minilm-sentimnt\nA wonderful, moving film.",
+    "reprs": "print([len(repr(x).splitlines()) for x in (ranking, probe, attribution, effect)])",
 }
 
 
@@ -73,3 +74,9 @@ def test_model_typo_is_one_line(executed) -> None:
     assert "Traceback" not in text
     tb = [o for o in outputs if o.output_type == "error"]
     assert all(len(o.traceback) <= 1 for o in tb), tb
+
+
+def test_reprs_are_at_most_12_lines(executed) -> None:
+    text = "".join(o.get("text", "") for o in executed["reprs"].outputs)
+    counts = [int(n) for n in text.strip().strip("[]").split(",")]
+    assert len(counts) == 4 and max(counts) <= 12, text
