@@ -66,8 +66,30 @@ def rank_cross_model(
     When an "other" is the very same neurons (same activations and sites), a neuron is not compared with
     itself: MaxCorr then finds its most correlated *other* neuron, LinReg predicts it from the others.
     Columns: ``partner`` and ``partner_corr`` (MaxCorr/MinCorr: the best-matching neuron and the signed
-    correlation), ``per_model`` scores otherwise in ``meta``. ``progress``: a bar over the other models
-    (``None``: shown for over 50M products in all).
+    correlation), ``per_model`` scores otherwise in ``meta``.
+
+    Args:
+        activations: The neurons to rank.
+        others: One or more activation sets on the same words.
+        method: ``"maxcorr"``, ``"mincorr"``, ``"linreg"`` or ``"svcca"`` (above).
+        sites: Sites of ``activations`` to rank (default all).
+        other_sites: Sites of the others to compare with (default all).
+        max_rows: Words sampled (``None``: all).
+        seed: Seed of the sample.
+        variance: Share of variance the SVD directions keep (``"svcca"``).
+        block: Neurons per block of the correlation products.
+        progress: A bar over the other models (``None``: shown for over 50M products in all).
+
+    Returns:
+        The neurons, best reproduced first.
+
+    Raises:
+        TypeError: If an "other" is not :class:`~neuronwidgets.core.Activations`.
+        ValueError: For an unknown method, no others, or others on different words.
+
+    Example:
+        >>> ranking = rank_cross_model(acts_model_a, [acts_model_b, acts_model_c], method="maxcorr")
+        >>> ranking.to_frame().head()
     """
     if method not in CROSS_METHODS:
         raise ValueError(f"unknown method {method!r}: choose from {', '.join(CROSS_METHODS)}")

@@ -66,7 +66,22 @@ def _pair(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> tuple[t
 def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
     """Linear centred kernel alignment of ``x [n, p]`` and ``y [n, q]`` (Kornblith et al. 2019):
     ``‖yᵀx‖²_F / (‖xᵀx‖_F ‖yᵀy‖_F)`` on centred columns. 1 for identical representations; invariant to
-    orthogonal transforms and isotropic scaling; 0 when either is constant."""
+    orthogonal transforms and isotropic scaling; 0 when either is constant.
+
+    Args:
+        x: ``[n, p]``, one row per word.
+        y: ``[n, q]``, the same words.
+
+    Returns:
+        The CKA, in [0, 1].
+
+    Raises:
+        ValueError: If a matrix is not 2-D with at least 2 rows, or the row counts differ.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(200, 16))
+        >>> round(linear_cka(x, 3 * x), 6)
+        1.0"""
     a, b = _pair(x, y)
     n, p = a.shape
     q = b.shape[1]
@@ -115,7 +130,23 @@ def canonical_correlations(
     x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, variance: float | None = None
 ) -> np.ndarray:
     """Canonical correlations (descending, ``[min(rank x, rank y)]``) of the centred columns of ``x`` and
-    ``y``, optionally after keeping the SVD directions that explain ``variance`` of each (SVCCA)."""
+    ``y``, optionally after keeping the SVD directions that explain ``variance`` of each (SVCCA).
+
+    Args:
+        x: ``[n, p]``, one row per word.
+        y: ``[n, q]``, the same words.
+        variance: Share of variance the kept SVD directions explain (``None``: no reduction).
+
+    Returns:
+        Float64 correlations in [0, 1], descending.
+
+    Raises:
+        ValueError: If a matrix is not 2-D with at least 2 rows, or the row counts differ.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(500, 8))
+        >>> canonical_correlations(x, x @ np.random.default_rng(1).normal(size=(8, 8))).round(6)[:2]
+        array([1., 1.])"""
     a, b = _pair(x, y)
     with compute_threads(a.shape[0] * (a.shape[1] + b.shape[1])):
         ua, _, _ = _basis(a, variance)
@@ -127,7 +158,21 @@ def canonical_correlations(
 
 def svcca(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, variance: float = 0.99) -> float:
     """SVCCA similarity (Raghu et al. 2017): mean canonical correlation after reducing each side to the SVD
-    directions that explain ``variance`` (default 99 %) of its variance."""
+    directions that explain ``variance`` (default 99 %) of its variance.
+
+    Args:
+        x: ``[n, p]``, one row per word.
+        y: ``[n, q]``, the same words.
+        variance: Share of each side's variance the kept SVD directions explain.
+
+    Returns:
+        The mean canonical correlation, in [0, 1].
+
+    Raises:
+        ValueError: If a matrix is not 2-D with at least 2 rows, or the row counts differ.
+
+    Example:
+        >>> svcca(acts.layer("layer.2.resid"), acts.layer("layer.3.resid"), variance=0.99)"""
     rho = canonical_correlations(x, y, variance=variance)
     return float(rho.mean()) if len(rho) else 0.0
 
@@ -135,7 +180,20 @@ def svcca(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, varianc
 def pwcca(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
     """Projection-weighted CCA (Morcos et al. 2018): canonical correlations weighted by how much of ``x``'s
     neurons each canonical direction of ``x`` accounts for (``Σ_j |⟨h_i, x_j⟩|``). Not symmetric. Needs
-    many more rows than neurons: with ``n`` close to the width, every correlation tends to 1."""
+    many more rows than neurons: with ``n`` close to the width, every correlation tends to 1.
+
+    Args:
+        x: ``[n, p]``, one row per word (the side whose neurons weight the correlations).
+        y: ``[n, q]``, the same words.
+
+    Returns:
+        The PWCCA similarity, in [0, 1].
+
+    Raises:
+        ValueError: If a matrix is not 2-D with at least 2 rows, or the row counts differ.
+
+    Example:
+        >>> pwcca(acts.layer("layer.2.resid"), acts.layer("layer.3.resid"))"""
     a, b = _pair(x, y)
     with compute_threads(a.shape[0] * (a.shape[1] + b.shape[1])):
         ua, _, _ = _basis(a)
@@ -155,7 +213,16 @@ _SIMILARITY = {"cka": linear_cka, "pwcca": pwcca, "svcca": svcca}
 
 @dataclass(frozen=True, eq=False)
 class SimilarityMatrix(Result):
-    """Similarity of every row site with every column site: ``values`` float64 ``[A, B]``."""
+    """Similarity of every row site with every column site (made by :func:`representation_similarity`).
+
+    Attributes:
+        rows: The ``A`` row sites.
+        columns: The ``B`` column sites.
+        values: Float64 ``[A, B]``.
+        method: ``"cka"``, ``"pwcca"`` or ``"svcca"``.
+        row_model: The name of the model of the rows.
+        column_model: The name of the model of the columns.
+        meta: How it was computed (rows sampled, seed)."""
 
     rows: tuple[str, ...]
     columns: tuple[str, ...]
@@ -232,7 +299,26 @@ def representation_similarity(
 ) -> SimilarityMatrix:
     """Similarity of every site of ``activations`` with every site of ``other`` (default: itself, i.e.
     between all pairs of layers) by ``method``: ``"cka"`` (linear CKA), ``"pwcca"`` or ``"svcca"``.
-    Both sides use the same ``max_rows`` randomly chosen words."""
+    Both sides use the same ``max_rows`` randomly chosen words.
+
+    Args:
+        activations: The row side.
+        other: The column side, on the same words (default: ``activations`` itself).
+        sites: Row sites (default: all of ``activations``).
+        other_sites: Column sites (default: all of ``other``).
+        method: ``"cka"``, ``"pwcca"`` or ``"svcca"``.
+        max_rows: Words sampled (``None``: all).
+        seed: Seed of the sample.
+
+    Returns:
+        The ``[sites, other_sites]`` matrix.
+
+    Raises:
+        ValueError: For an unknown method or activation sets with different rows.
+
+    Example:
+        >>> acts = extract_activations("minilm", corpus)
+        >>> representation_similarity(acts).plot()  # layer x layer CKA"""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     other_acts = activations if other is None else other
