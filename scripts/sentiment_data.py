@@ -49,7 +49,7 @@ class Snippet:
 
 
 def _rows(path) -> list[list[str]]:
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with path.open(encoding="utf-8-sig", errors="replace") as f:  # some files start with a BOM
         return [line.rstrip("\r\n").split("\t") for line in f if line.strip()]
 
 
