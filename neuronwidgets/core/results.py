@@ -243,20 +243,34 @@ class NeuronRanking(Result):
         return pd.DataFrame(data)
 
     def plot(self, k: int = 20, *, title: str | None = None) -> Figure:
-        """Horizontal bars of the ``k`` top neurons' scores, labelled with their top class if known."""
+        """Horizontal bars of the ``k`` top neurons' scores, labelled with their top class if known, each
+        bar's value written at its end.
+
+        When the shown scores differ by little next to their size (weight mass gives 1 − entry share:
+        every top neuron ≈ 1.0), bars from 0 would all look equal: the axis then starts just below the
+        smallest shown score, and its label says so.
+        """
         from matplotlib.figure import Figure
 
         k = self._check_k(
             min(k, len(self)) if isinstance(k, (int, np.integer)) and not isinstance(k, bool) else k
         )
+        scores = np.asarray(self.scores[:k], dtype=np.float64)
         fig = Figure(figsize=(6.0, 0.28 * k + 1.2), layout="constrained")
         ax = fig.add_subplot()
         y = np.arange(k)[::-1]
-        ax.barh(y, self.scores[:k], color="tab:blue")
+        base, digits = _bar_base(scores)
+        ax.barh(y, scores - base, left=base, color="tab:blue")
+        for yi, v in zip(y, scores):
+            ax.text(v, yi, f" {v:.{digits}f}", va="center", ha="left", fontsize="x-small")
+        if k:
+            hi = float(max(scores.max(), base))
+            lo = float(min(scores.min(), base))
+            ax.set_xlim(lo, hi + 0.18 * max(hi - lo, 1e-12))  # room for the values
         tc = self.top_class
         labels = [f"{n}  ({tc[i]})" if tc is not None else n for i, n in enumerate(self.neurons[:k])]
         ax.set_yticks(y, labels, fontsize="small")
-        ax.set_xlabel("score")
+        ax.set_xlabel("score" if base == 0 else f"score (the axis starts at {base:.{digits}f}, not 0)")
         ax.set_title(title or f"top {k} neurons by {self.method}")
         return fig
 
@@ -319,3 +333,21 @@ class NeuronRanking(Result):
             columns=cols,
             meta=info.get("meta", {}),
         )
+
+
+def _bar_base(scores: np.ndarray) -> tuple[float, int]:
+    """Where bars of ``scores`` start (0, or just below the smallest when they differ by little next to
+    their size) and how many decimals tell them apart."""
+    if scores.size == 0:
+        return 0.0, 3
+    lo, hi = float(scores.min()), float(scores.max())
+    spread = hi - lo
+    gaps = np.diff(np.unique(scores))
+    gaps = gaps[gaps > 0]
+    digits = 3 if gaps.size == 0 else int(min(8, max(3, math.ceil(-math.log10(float(gaps.min()))))))
+    same_sign = lo > 0 or hi < 0
+    if not same_sign or spread <= 0 or spread >= 0.25 * max(abs(lo), abs(hi)):
+        return 0.0, digits
+    if lo > 0:
+        return lo - 0.1 * spread, digits
+    return hi + 0.1 * spread, digits

@@ -316,3 +316,26 @@ def test_probeless_sees_only_training_rows_by_default_and_matches_the_papers_def
         rank_probeless(acts, labels, rows=tr, split=(0.5, 0.5))
     with pytest.raises(TypeError, match="integer row positions"):
         rank_probeless(acts, labels, rows=np.ones(acts.num_units, dtype=bool))
+
+
+def test_plot_tells_close_scores_apart() -> None:
+    """Regression (browser audit): weight-mass scores (1 − entry share) of the top neurons are all ≈ 1.0,
+    and bars from 0 drew them all the same length."""
+    entry = np.array([0.0, 0.0004, 0.001, 0.003, 0.006, 0.012])
+    r = NeuronRanking.from_scores([f"layer.1.mlp:{i}" for i in range(6)], 1.0 - entry, "weight_mass")
+    ax = r.plot(6).axes[0]
+    bars = ax.patches
+    ends = sorted(b.get_x() + b.get_width() for b in bars)
+    np.testing.assert_allclose(ends, np.sort(1.0 - entry))  # each bar ends at its score
+    widths = [b.get_width() for b in bars]
+    assert max(widths) > 5 * min(widths) > 0  # the differences are visible
+    base = bars[0].get_x()
+    assert 0.98 < base < 1.0 - entry.max() and ax.get_xlim()[0] == pytest.approx(base)
+    assert "not 0" in ax.get_xlabel()
+    texts = [t.get_text().strip() for t in ax.texts]
+    assert texts == [f"{v:.4f}" for v in 1.0 - entry]  # the values, written with enough digits
+    # scores far apart (or of both signs) keep bars from 0
+    wide = NeuronRanking.from_scores(["layer.1.mlp:0", "layer.1.mlp:1"], np.array([2.0, 0.5]), "x")
+    assert all(b.get_x() == 0 for b in wide.plot(2).axes[0].patches)
+    mixed = NeuronRanking.from_scores(["layer.1.mlp:0", "layer.1.mlp:1"], np.array([0.3, -0.2]), "x")
+    assert mixed.plot(2).axes[0].get_xlabel() == "score"
