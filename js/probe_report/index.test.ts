@@ -103,6 +103,22 @@ describe("ProbeReport view", () => {
     expect(el.querySelector("img")).toBeNull();
   });
 
+  it("rounds the numbers it prints (3 decimals), keeping the exact float32 in data-value and the tooltip", () => {
+    const raw = new Float32Array(layer);
+    raw[0] = 0.912345678; // a probe accuracy as training gives it
+    raw[6] = -0.0043219; // a negative selectivity
+    mount(state({ layer_values: encodeFloat32(raw, [4, 3]) }));
+    const cells = [...el.querySelectorAll<HTMLElement>("td[data-value]")];
+    const first = cells.find((td) => Number(td.dataset.value) === raw[0])!;
+    expect(first.textContent).toBe("0.912");
+    expect(Math.fround(Number(first.title))).toBe(raw[0]); // the tooltip reads back as the exact value
+    const negative = cells.find((td) => Number(td.dataset.value) === raw[6])!;
+    expect(negative.textContent).toBe("\u22120.004");
+    for (const td of cells.filter((c) => Math.abs(Number(c.dataset.value)) < 100)) {
+      expect(td.textContent!.replace("\u2212", "-")).toMatch(/^-?\d+\.\d{3}$/);
+    }
+  });
+
   it("shows missing values as a dash and only the parts it was given", () => {
     const nan = new Float32Array(layer);
     nan.fill(NaN, 3, 9); // no control, no selectivity

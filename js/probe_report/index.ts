@@ -53,14 +53,24 @@ const MODE_TITLE: Record<string, string> = {
 };
 const MISSING = "\u2013";
 
-/** Text of one value for the tables: the shortest decimal that reads back as the same float32. */
+/**
+ * Text of one value for the tables: accuracies and their differences with 3 decimals ("0.912", "−0.004"),
+ * larger values (a loss, a count) with 4 significant digits. The exact float32 stays in `data-value` and
+ * in the cell's tooltip: the tables are read by people, the attributes by programs.
+ */
 export function valueText(v: number): string {
-  return Number.isFinite(v) ? formatFloat32(Math.fround(v)) : MISSING;
+  if (!Number.isFinite(v)) return MISSING;
+  const s = Math.abs(v) < 100 ? v.toFixed(3) : String(Number(v.toPrecision(4)));
+  return s.startsWith("-") ? `\u2212${s.slice(1)}` : s;
 }
 
 function numCell(v: number, series: string): HTMLTableCellElement {
   const td = h("td", "nw-num", { "data-series": series }, valueText(v));
-  if (Number.isFinite(v)) td.setAttribute("data-value", String(Math.fround(v)));
+  if (Number.isFinite(v)) {
+    const exact = formatFloat32(Math.fround(v));
+    td.setAttribute("data-value", String(Math.fround(v)));
+    td.title = exact;
+  }
   return td;
 }
 
