@@ -71,6 +71,14 @@ describe("MatrixView", () => {
     expect(q<HTMLElement>(".nw-error").hidden).toBe(true);
   });
 
+  it("keeps a one- or two-character column label (\";\", \",\") upright: on its side \";\" reads as \".\"", () => {
+    show({ ...baseState(), col_labels: [";", "'s", "wooden"] });
+    const spans = [...el.querySelectorAll<HTMLElement>("th.nw-col .nw-col-text")];
+    expect(spans.map((s) => s.textContent)).toEqual([";", "'s", "wooden"]);
+    expect(spans.map((s) => s.classList.contains("nw-col-short"))).toEqual([true, true, false]);
+    expect(el.querySelector<HTMLElement>("th.nw-col")!.title).toBe(";");
+  });
+
   it("colours on a symmetric scale: zero is the background, equal magnitudes equally intense", () => {
     show();
     const c = cells();

@@ -100,7 +100,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     head.append(h("th", "nw-corner", { scope: "col" }, ""));
     cols.forEach((c, j) => {
       const th = h("th", "nw-col", { scope: "col", "data-col": String(j), title: c });
-      th.append(h("span", "nw-col-text", {}, c));
+      // a label of one or two characters (";", ",", "'s") stands upright: turned on its side, ";" reads as "."
+      th.append(h("span", [...c].length <= 2 ? "nw-col-text nw-col-short" : "nw-col-text", {}, c));
       // textContent of the th is the label exactly (the span holds it)
       head.append(th);
     });

@@ -46,6 +46,7 @@ from ..display import Result, summary
 from ..models.addresses import Site
 from ..models.hooks import StopForward, site_hooks
 from ..models.loading import ModelHandle
+from ..plotting import token_xticks
 from ..results import NeuronRanking
 from .methods import Method, _figure, _warn_delta, get_method, math_attention
 from .setup import TextSetup, prepare_text
@@ -350,7 +351,7 @@ class LayerAttribution(Result):
         fig, ax = _figure(ax, (max(4.0, 0.45 * len(self.tokens)), max(2.5, 0.35 * len(self.sites) + 1.2)))
         lim = float(np.abs(self.scores).max()) or 1.0
         im = ax.imshow(self.scores, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-        ax.set_xticks(range(len(self.tokens)), self.tokens, rotation=60, ha="right")
+        token_xticks(ax, self.tokens)
         ax.set_yticks(range(len(self.sites)), self.sites)
         ax.set_title(f"{self.method} → {self.target!r} (p={self.prob:.3f})")
         fig.colorbar(im, ax=ax, label=f"attribution to {self.output}")

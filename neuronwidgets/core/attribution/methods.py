@@ -24,6 +24,7 @@ import torch
 
 from ..display import Result, summary
 from ..models.loading import ModelHandle
+from ..plotting import token_xticks
 from .setup import ScoreModule, TextSetup, prepare_text
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ class TokenAttribution(Result):
         scores = self.scores(level)
         ax.bar(range(len(scores)), scores, color=["#2166ac" if s >= 0 else "#b2182b" for s in scores])
         ax.axhline(0, color="#888888", lw=0.8)
-        ax.set_xticks(range(len(scores)), self.units(level), rotation=60, ha="right")
+        token_xticks(ax, self.units(level))
         ax.set_ylabel(f"attribution to {self.output}")
         ax.set_title(f"{self.method} → {self.target!r} (p={self.prob:.3f})")
         fig.tight_layout()

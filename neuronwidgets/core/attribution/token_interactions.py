@@ -14,6 +14,7 @@ import torch
 
 from ..display import Result, summary
 from ..models.loading import ModelHandle
+from ..plotting import token_xticks
 from .interactions import Archipelago, IntegratedHessians, ShapleyTaylorInteraction
 from .methods import _figure, _warn_delta, get_method, math_attention
 from .setup import prepare_text
@@ -91,7 +92,7 @@ class TokenInteractions(Result):
         fig, ax = _figure(ax, (max(3.5, 0.45 * n + 1.5), max(3.0, 0.45 * n + 1.0)))
         lim = float(np.abs(self.matrix).max()) or 1.0
         im = ax.imshow(self.matrix, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_xticks(range(n), self.units, rotation=60, ha="right")
+        token_xticks(ax, self.units)
         ax.set_yticks(range(n), self.units)
         ax.set_title(f"{self.method} → {self.target!r} (p={self.prob:.3f})")
         fig.colorbar(im, ax=ax, label="interaction")
