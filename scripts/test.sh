@@ -2,7 +2,7 @@
 # Set everything up (Chromium included), then run every test layer:
 #   lint and types (ruff, mypy, tsc) · JS unit tests (vitest) · Python tests: core, widget models and
 #   the real-browser tests (JupyterLab + headless Chromium) · the notebooks executed headless into the course
-#   pages (build/course, opened by a browser test) ·
+#   pages (build/course, opened by a browser test) · the practicals' worked solutions executed ·
 #   the built wheel carries the bundles and the gold data and installs without Node; installed with
 #   [models] in a fresh venv, `python -m neuronwidgets models install` gives the three default models ·
 #   the docs build (warnings as errors).
@@ -42,6 +42,11 @@ step "the notebooks run headless, top to bottom, into the course pages (build/co
 rm -rf build/course && mkdir -p build
 "$PY" -m neuronwidgets course build build/course --only 00_tour 01_visualization_corpus_unsupervised \
   02_probing 03_ablation 04_causation 05_concepts
+step "the practicals' worked solutions run and pass their checkers"
+for nb in notebooks/solutions/*_solutions.ipynb; do
+  "$PY" -m jupyter nbconvert --to notebook --execute "$nb" \
+    --ExecutePreprocessor.timeout=600 --output-dir build/solutions --output "$(basename "$nb" .ipynb).executed.ipynb"
+done
 step "the API reference builds with warnings as errors (Sphinx -W -n)"
 PY="$PY" scripts/docs.sh
 step "Python tests: core, widget models, real browser"
