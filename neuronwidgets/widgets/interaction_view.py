@@ -50,7 +50,8 @@ class InteractionView(ChoiceView):
     ``"integrated-hessians"``, ``"shapley-taylor"`` or ``"archipelago"``; ``target`` a class, a next
     token, or ``None`` for the top prediction; ``n_pairs`` strongest pairs listed; ``method_options``:
     keyword arguments per method for :func:`~neuronwidgets.core.attribute_interactions` (e.g.
-    ``{"shapley-taylor": {"n_samples": 40}}``).
+    ``{"shapley-taylor": {"n_samples": 40}}``). Shapley-Taylor is exact up to 12 units by default; a
+    sampled estimate is labelled as one in the status line and each listed pair shows its standard error.
 
     The selected pair is the ``pair`` trait (``[i, j]`` unit indices, ``i < j``); :attr:`interactions`
     holds the result shown. ``method``, ``target`` and ``level`` traits mirror the pickers.
@@ -91,7 +92,7 @@ class InteractionView(ChoiceView):
             res.matrix,
             res.units,
             res.units,
-            label=result_label(res),
+            label=_matrix_label(res),
             row_title=res.level,
             col_title=res.level,
         )
@@ -154,7 +155,7 @@ class InteractionView(ChoiceView):
         self._result, self._warnings = new, new_warnings
         pair = self._top_pair()
         with self.matrix.hold_sync(), self.heatmap.hold_sync():
-            self.matrix.set_data(new.matrix, new.units, new.units, label=result_label(new))
+            self.matrix.set_data(new.matrix, new.units, new.units, label=_matrix_label(new))
             self.matrix.row_title = self.matrix.col_title = new.level
             self._draw_text(pair)
         self._sync_selection(pair)
@@ -220,7 +221,8 @@ class InteractionView(ChoiceView):
                 words = " ".join(res.units[k] for k in members)
                 out.append((f"phrase {{{words}}}   {score:+.4g}", (PHRASE, *members)))
         for r in res.pairs().head(self._n_pairs).itertuples():
-            out.append((f"{r.unit_i} ↔ {r.unit_j}   {r.interaction:+.4g}", (int(r.i), int(r.j))))
+            se = f" ± {r.standard_error:.2g} (s.e.)" if res.is_estimate else ""
+            out.append((f"{r.unit_i} ↔ {r.unit_j}   {r.interaction:+.4g}{se}", (int(r.i), int(r.j))))
         return out
 
     def _text_view(
@@ -263,11 +265,27 @@ class InteractionView(ChoiceView):
         self.heatmap.set_scores(units, values, label, marked=marks)
 
 
+def _matrix_label(res: TokenInteractions) -> str:
+    base = result_label(res)
+    return f"{base} · sampled estimate, see ± s.e." if res.is_estimate else base
+
+
 def _status_text(res: TokenInteractions) -> str:
     parts = [
         f"{res.method} → {res.target!r}: p = {res.prob:.3f}",
         f"F(x) − F(x′) = {res.output_difference:+.4g}",
     ]
+    if res.method == "shapley-taylor":
+        n = len(res.units)
+        if res.is_estimate and res.standard_error is not None:
+            iu = np.triu_indices(n, 1)
+            worst = float(np.nanmax(res.standard_error[iu])) if n > 1 else 0.0
+            parts.append(
+                f"ESTIMATE from {res.params.get('n_samples')} sampled permutations (not exact): each pair "
+                f"± its standard error, up to ±{worst:.2g}"
+            )
+        else:
+            parts.append(f"exact index (all 2^{n} subsets)")
     if res.delta is not None:
         rel = abs(res.delta) / max(abs(res.output_difference), 1e-12)
         parts.append(f"completeness gap {res.delta:+.3g} ({rel:.1%} of the change)")

@@ -214,3 +214,28 @@ def test_token_interactions_minilm_negation() -> None:
     # with two units, the pair's Shapley-Taylor index is the full discrete interaction
     arch = attribute_interactions(handle, "not bad", "archipelago", target="positive")
     assert arch.matrix[0, 1] == pytest.approx(st.matrix[0, 1] ** 2, rel=1e-4)
+
+
+def test_shapley_taylor_standard_error_equals_the_per_permutation_spread() -> None:
+    """f = x0·x1·x2 on binary masks: for the pair (0, 1) each permutation contributes 1 when feature 2
+    comes before both, else 0; the estimate is their mean and its standard error their standard deviation
+    over √K, recomputed here from the same seeded permutations."""
+    import math
+
+    def triple(m: torch.Tensor) -> torch.Tensor:
+        return m[:, 0] * m[:, 1] * m[:, 2]
+
+    k, seed = 9, 11
+    est, se = ShapleyTaylorInteraction(triple).attribute_with_error(
+        torch.ones(1, 4), torch.zeros(1, 4), n_samples=k, seed=seed
+    )
+    gen = torch.Generator().manual_seed(seed)
+    perms = [torch.randperm(4, generator=gen).tolist() for _ in range(k)]
+    d = np.array([1.0 if p.index(2) < min(p.index(0), p.index(1)) else 0.0 for p in perms])
+    assert float(est[0, 0, 1]) == pytest.approx(d.mean(), abs=1e-12)
+    assert float(se[0, 0, 1]) == pytest.approx(d.std(ddof=1) / math.sqrt(k), abs=1e-12)
+    assert float(se[0, 0, 0]) == 0.0 and float(se[0, 0, 3]) == 0.0  # main effects exact; 3 never interacts
+    exact, exact_se = ShapleyTaylorInteraction(triple).attribute_with_error(
+        torch.ones(1, 4), torch.zeros(1, 4), n_samples=None
+    )
+    assert float(exact[0, 0, 1]) == pytest.approx(1 / 3, abs=1e-12) and float(exact_se.abs().max()) == 0.0

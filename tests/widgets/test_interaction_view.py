@@ -122,3 +122,27 @@ def test_other_target_and_failures(sentiment) -> None:
         InteractionView(sentiment, TEXT, method_options={"ig": {}})
     with pytest.raises(ValueError, match="n_pairs"):
         InteractionView(sentiment, TEXT, n_pairs=0)
+
+
+def test_short_text_is_exact_and_a_sampled_estimate_is_labelled_with_its_standard_error(
+    view: InteractionView, sentiment
+) -> None:
+    # 7 words ≤ 12: the default is the exact index, and the view says so
+    exact = attribute_interactions(sentiment, TEXT, "shapley-taylor", level="word", n_samples=None)
+    assert not view.interactions.is_estimate and view.interactions.params["exact"]
+    np.testing.assert_allclose(view.interactions.matrix, exact.matrix, rtol=1e-12, atol=1e-15)
+    status = html.unescape(view.status.value)
+    assert "exact index (all 2^7 subsets)" in status and "ESTIMATE" not in status
+    assert all("±" not in label for label, _ in view.pair_list.options)
+    # asked to sample, the view labels the estimate and lists each pair's standard error
+    sampled = InteractionView(
+        sentiment, TEXT, "shapley-taylor", n_pairs=3, method_options={"shapley-taylor": {"n_samples": 6}}
+    )
+    res = sampled.interactions
+    assert res.is_estimate and res.standard_error is not None
+    status = html.unescape(sampled.status.value)
+    assert "ESTIMATE from 6 sampled permutations" in status
+    assert "sampled estimate" in sampled.matrix.label
+    for (label, (i, j)), row in zip(sampled.pair_list.options, res.pairs().head(3).itertuples()):
+        assert (i, j) == (row.i, row.j)
+        assert label.endswith(f"{row.interaction:+.4g} ± {row.standard_error:.2g} (s.e.)")

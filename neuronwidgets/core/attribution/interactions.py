@@ -254,11 +254,29 @@ class ShapleyTaylorInteraction:
         perturbations_per_eval: int = 64,
         seed: int | None = None,
     ) -> torch.Tensor:
+        """The index ``[B, n, n]``."""
+        return self.attribute_with_error(
+            inputs, baselines, target, additional_forward_args, n_samples, perturbations_per_eval, seed
+        )[0]
+
+    def attribute_with_error(
+        self,
+        inputs: torch.Tensor,
+        baselines: torch.Tensor | float | None = None,
+        target: int | tuple[int, ...] | None = None,
+        additional_forward_args: Any = None,
+        n_samples: int | None = 25,
+        perturbations_per_eval: int = 64,
+        seed: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The index ``[B, n, n]`` and its standard error ``[B, n, n]``: 0 where exact (the main effects,
+        and every entry of the exact index); for a sampled pair, the standard deviation of its
+        per-permutation values over ``√n_samples`` (NaN with one permutation)."""
         xb_all = _baselines(inputs, baselines)
         if n_samples is not None and n_samples < 1:
             raise ValueError(f"n_samples must be at least 1 (or None for the exact index), got {n_samples}")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        out = []
+        out, errors = [], []
         for b in range(inputs.shape[0]):
             ev = _Evaluator(
                 self.forward_func,
@@ -272,9 +290,12 @@ class ShapleyTaylorInteraction:
             n = ev.delta.numel()
             if n_samples is None:
                 out.append(self._exact(ev, n))
+                errors.append(torch.zeros(n, n, dtype=torch.float64))
             else:
-                out.append(self._sampled(ev, n, n_samples, gen))
-        return torch.stack(out)
+                mean, se = self._sampled(ev, n, n_samples, gen)
+                out.append(mean)
+                errors.append(se)
+        return torch.stack(out), torch.stack(errors)
 
     @staticmethod
     def _exact(ev: _Evaluator, n: int) -> torch.Tensor:
@@ -301,12 +322,14 @@ class ShapleyTaylorInteraction:
         return torch.from_numpy(res)
 
     @staticmethod
-    def _sampled(ev: _Evaluator, n: int, n_samples: int, gen: torch.Generator | None) -> torch.Tensor:
+    def _sampled(
+        ev: _Evaluator, n: int, n_samples: int, gen: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         singles = torch.cat([torch.zeros(1, n), torch.eye(n)]).to(torch.float64)
         fs = ev(singles)
         res = torch.diag(fs[1:] - fs[0])
         if n < 2:
-            return res
+            return res, torch.zeros_like(res)
         # One permutation π needs, by position: f(P_m) for the prefixes P_m = {π[0], …, π[m-1]}
         # (m = 0 … n) and f(P_m ∪ {π[c]}) for every c > m.
         pm, pc = torch.triu_indices(n, n, offset=1)  # (m, c) with c > m
@@ -322,6 +345,9 @@ class ShapleyTaylorInteraction:
         # δ = f(S+i+j) − f(S+i) − f(S+j) + f(S), with S+i = P_{a+1}, and S+i+j = P_{a+2} when c = a+1
         a, c = pm, pc
         total = torch.zeros(n, n, dtype=torch.float64)
+        total2 = torch.zeros(
+            n, n, dtype=torch.float64
+        )  # Σ of squares: every pair is met once per permutation
         for k, perm in enumerate(perms):
             f_prefix = vals[k, : n + 1]
             f_extra = torch.full((n + 1, n), float("nan"), dtype=torch.float64)
@@ -333,7 +359,16 @@ class ShapleyTaylorInteraction:
             i, j = perm[a], perm[c]
             total[i, j] += d
             total[j, i] += d
-        return res + total / n_samples
+            total2[i, j] += d * d
+            total2[j, i] += d * d
+        mean = total / n_samples
+        if n_samples > 1:
+            var = (total2 - n_samples * mean**2).clamp_min(0.0) / (n_samples - 1)
+            se = (var / n_samples).sqrt()
+        else:
+            se = torch.full((n, n), float("nan"), dtype=torch.float64)
+        se.fill_diagonal_(0.0)
+        return res + mean, se
 
 
 # ------------------------------------------------------------------------------------------------

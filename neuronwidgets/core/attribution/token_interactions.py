@@ -42,7 +42,10 @@ class TokenInteractions(Result):
       for the other methods);
     - ``output_difference``: ``F(input) − F(baseline)``; ``delta``: for Integrated Hessians and
       Shapley-Taylor, ``main.sum() + upper triangle of matrix − output_difference`` (completeness /
-      efficiency), else ``None``.
+      efficiency), else ``None``;
+    - ``standard_error``: float ``[n, n]`` for a *sampled* Shapley-Taylor estimate (the standard error of
+      each pair's value over the sampled permutations), ``None`` when the values are exact or not sampled.
+      :attr:`is_estimate` says which.
     """
 
     text: str
@@ -61,22 +64,30 @@ class TokenInteractions(Result):
     prob: float
     delta: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    standard_error: np.ndarray | None = None
+
+    @property
+    def is_estimate(self) -> bool:
+        """True when the pair values are a sampled estimate (Shapley-Taylor with ``n_samples``)."""
+        return self.standard_error is not None
 
     def pairs(self) -> pd.DataFrame:
-        """Every pair ``i < j``, strongest (by absolute value) first."""
+        """Every pair ``i < j``, strongest (by absolute value) first; with a ``standard_error`` column when
+        the values are a sampled estimate."""
         n = len(self.units)
         iu, ju = np.triu_indices(n, 1)
         scores = self.matrix[iu, ju]
         order = np.argsort(-np.abs(scores), kind="stable")
-        return pd.DataFrame(
-            {
-                "i": iu[order],
-                "j": ju[order],
-                "unit_i": [self.units[k] for k in iu[order]],
-                "unit_j": [self.units[k] for k in ju[order]],
-                "interaction": scores[order],
-            }
-        ).reset_index(drop=True)
+        data = {
+            "i": iu[order],
+            "j": ju[order],
+            "unit_i": [self.units[k] for k in iu[order]],
+            "unit_j": [self.units[k] for k in ju[order]],
+            "interaction": scores[order],
+        }
+        if self.standard_error is not None:
+            data["standard_error"] = self.standard_error[iu, ju][order]
+        return pd.DataFrame(data).reset_index(drop=True)
 
     def top_pairs(self, k: int = 5) -> list[tuple[str, str, float]]:
         """The ``k`` strongest pairs as ``(unit_i, unit_j, interaction)``."""
@@ -106,6 +117,22 @@ class TokenInteractions(Result):
         )
 
 
+#: ``attribute_interactions(..., "shapley-taylor")`` is exact up to this many units by default
+EXACT_UNITS = 12
+#: permutations sampled beyond :data:`EXACT_UNITS`
+DEFAULT_PERMUTATIONS = 25
+
+
+def _shapley_samples(n_samples: int | str | None, n: int) -> int | None:
+    if n_samples == "auto":
+        return None if n <= EXACT_UNITS else DEFAULT_PERMUTATIONS
+    if n_samples is None:
+        return None
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ValueError(f"n_samples must be 'auto', None (exact) or a positive int, got {n_samples!r}")
+    return int(n_samples)
+
+
 def attribute_interactions(
     model: ModelHandle | str,
     text: str,
@@ -117,7 +144,7 @@ def attribute_interactions(
     baseline: str | int = "pad",
     keep_first: bool | str = "auto",
     n_steps: int = 64,
-    n_samples: int | None = 10,
+    n_samples: int | str | None = "auto",
     threshold: float = 0.1,
     max_pairs: int | None = None,
     batch_size: int = 64,
@@ -130,7 +157,10 @@ def attribute_interactions(
     Each unit is switched between its input and baseline embeddings (special tokens stay), so
     interactions say how two units' effects on the output depend on each other (e.g. "not" and "bad").
     ``n_steps``: Integrated Hessians' path points (each costs one second-order backward pass per unit);
-    ``n_samples``: Shapley-Taylor permutations (``None``: exact, up to 14 units); ``threshold`` /
+    ``n_samples``: Shapley-Taylor permutations; ``"auto"`` (default) computes the index exactly (all
+    ``2^n`` subsets) up to :data:`EXACT_UNITS` = 12 units and estimates it from 25 sampled permutations
+    beyond; ``None`` forces the exact index (up to 14 units). A sampled result carries the standard error
+    of every pair (``standard_error``, ``is_estimate``); ``threshold`` /
     ``max_pairs``: Archipelago's merging. Target, output, baseline and ``keep_first`` as in
     :func:`~neuronwidgets.core.attribute_tokens` (a kept first token is no unit at token level; at word
     level a word made only of it switches nothing, so its interactions are 0).
@@ -146,6 +176,7 @@ def attribute_interactions(
     diff = float(ends[0] - ends[1])
     sets: tuple[tuple[int, ...], ...] = ()
     set_scores = np.zeros(0)
+    standard_error: np.ndarray | None = None
     delta: float | None = None
     params: dict[str, Any] = {"keep_first": setup.kept_first}
     if m.name == "integrated-hessians":
@@ -161,16 +192,19 @@ def attribute_interactions(
         _warn_delta(delta, diff, delta_tolerance, "n_steps", n_steps)
         params["n_steps"] = n_steps
     elif m.name == "shapley-taylor":
-        st = (
-            ShapleyTaylorInteraction(lambda mm: setup.scores(setup.mixed(mm, level)))
-            .attribute(ones, zeros, n_samples=n_samples, perturbations_per_eval=batch_size, seed=seed)[0]
-            .numpy()
-        )
+        samples = _shapley_samples(n_samples, n)
+        st_t, se_t = ShapleyTaylorInteraction(
+            lambda mm: setup.scores(setup.mixed(mm, level))
+        ).attribute_with_error(ones, zeros, n_samples=samples, perturbations_per_eval=batch_size, seed=seed)
+        st = st_t[0].numpy()
         main = np.diag(st).copy()
         matrix = st.copy()
         np.fill_diagonal(matrix, 0.0)
         delta = float(main.sum() + np.triu(matrix, 1).sum() - diff)
-        params["n_samples"] = n_samples
+        params["n_samples"] = samples
+        params["exact"] = samples is None
+        if samples is not None:
+            standard_error = se_t[0].numpy()
     else:
         arch = Archipelago(f).attribute(
             ones, zeros, threshold=threshold, max_pairs=max_pairs, perturbations_per_eval=batch_size
@@ -194,4 +228,5 @@ def attribute_interactions(
         output_difference=diff,
         delta=delta,
         params=params,
+        standard_error=standard_error,
     )

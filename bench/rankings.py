@@ -1,0 +1,201 @@
+"""Ranking benchmark: does each ranking method put useful neurons first? Top-10 % vs random-10 % vs
+bottom-10 %, after retraining and under zero-ablation, side by side with NeuroX in the same run.
+
+Data: the first ``--sentences`` sentences of gold UD English-EWT dev (≤ 60 words, as the NeuroX anchor),
+``--column`` (default ``xpos``, Penn Treebank POS); split by sentence in corpus order, first 80 % train,
+last 20 % held-out test (NeuroX's anchor cuts the same way). MiniLM, every residual site (7 × 384 = 2,688
+neurons), word-level mean.
+
+Methods: ``weight_mass`` (Dalvi et al. 2019, on our full probe), ``probeless`` (Antverg & Belinkov 2022,
+standardised, training rows), ``probeless_raw`` (the paper's/NeuroX's unstandardised definition),
+``gaussian`` (Torroba Hennigen et al. 2020, k greedy steps then information alone), ``iou`` (training
+rows), ``attribution`` (input × gradient of the full probe's true-class logit, mean |w_y,j · z_j| over the
+training rows). Every ranking sees training rows only.
+
+For each method and ``k`` = 10 % of the neurons: ``retrain_*`` is the test accuracy of a probe retrained
+on the top / random (mean of ``--draws`` draws) / bottom k neurons; ``keep_*`` the full probe's test
+accuracy keeping only those k neurons and zero-ablating the rest (raw activation 0, NeuroX's
+``zero_out_activations_keep_neurons``); ``ablate_*`` zero-ablating those k and keeping the rest. ``pass``:
+retrain and keep both ordered top > random > bottom (ablate: top < random < bottom is reported, not
+required). NeuroX 1.0.9 (``bench/neurox_anchor.py`` in its own interpreter, ``--neurox-python``): its
+weight-mass and probeless orderings under its own probe, retrain and keep (zero) on the same sentences
+and split.
+
+Prints progress to stderr and JSON lines to stdout: one per method, one for NeuroX, one summary (last).
+Run from the repo root: ``python bench/rankings.py [--sentences 1000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import DEV, NEUROX_PYTHON, UD, load_now, log, machine, run_json
+
+from neuronwidgets.core import (
+    NeuronRanking,
+    evaluate_ranking,
+    extract_activations,
+    load_conllu,
+    load_model,
+    rank_gaussian,
+    rank_iou,
+    rank_probeless,
+    rank_weight_mass,
+    split_sentences,
+    train_probe,
+)
+from neuronwidgets.core.store.design import Design
+
+HERE = Path(__file__).resolve().parent
+
+
+def attribution_ranking(result, acts, labels, train_rows) -> NeuronRanking:
+    probe = result.probe
+    x = Design(acts, neurons=list(probe.features)).matrix(train_rows).astype(np.float64)
+    z = (x - probe.mean) / probe.scale
+    cls = {c: i for i, c in enumerate(probe.classes)}
+    y = np.array([cls.get(str(v), -1) for v in np.asarray(labels, dtype=object)[train_rows]])
+    keep = y >= 0
+    contrib = np.abs(probe.weight.astype(np.float64)[y[keep]] * z[keep])  # |w_{y,j} z_j| per row
+    return NeuronRanking.from_scores(probe.features, contrib.mean(0), "attribution")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=UD, help="UD English-EWT folder")
+    ap.add_argument("--sentences", type=int, default=1000)
+    ap.add_argument("--column", default="xpos")
+    ap.add_argument("--percent", type=float, default=10.0)
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--gaussian-k", type=int, default=20)
+    ap.add_argument("--neurox-python", default=NEUROX_PYTHON)
+    ap.add_argument("--skip-neurox", action="store_true")
+    ap.add_argument(
+        "--neurox-json",
+        type=Path,
+        help="use this NeuroX anchor output (its last line) instead of running it (e.g. run concurrently)",
+    )
+    args = ap.parse_args()
+
+    load_start = load_now()
+    t_all = time.perf_counter()
+    corpus = load_conllu(args.data / DEV, columns=[args.column], max_sentences=args.sentences, max_words=60)
+    labels = np.asarray(corpus.flat_labels(args.column), dtype=object)
+    acts = extract_activations(load_model("minilm"), corpus, layers="all", components="resid", progress=False)
+    split = split_sentences(len(corpus), (0.8, 0.2), shuffle=False)
+    tr, _, _ = split.rows(acts.offsets)
+    names = Design(acts).names
+    f = len(names)
+    k = max(1, round(f * args.percent / 100))
+    log(f"{len(corpus)} sentences, {corpus.num_words} words, {f} neurons, k = {k}")
+    full = train_probe(acts, labels, split=split, control=False, baselines=False)
+    log(f"full probe: test {full.accuracy:.4f}")
+
+    rankings = {
+        "weight_mass": lambda: rank_weight_mass(full),
+        "probeless": lambda: rank_probeless(acts, labels, split=split),
+        "probeless_raw": lambda: rank_probeless(acts, labels, split=split, standardize=False),
+        "gaussian": lambda: rank_gaussian(acts, labels, k=args.gaussian_k, split=split),
+        "iou": lambda: rank_iou(acts, labels, split=split),
+        "attribution": lambda: attribution_ranking(full, acts, labels, tr),
+    }
+    rng = np.random.default_rng(0)
+    random_sets = [rng.choice(f, k, replace=False) for _ in range(args.draws)]
+
+    def retrain(neurons: list[str]) -> float:
+        r = train_probe(acts, labels, neurons=neurons, split=split, control=False, baselines=False)
+        return round(float(r.accuracy), 4)
+
+    retrain_random = round(float(np.mean([retrain([names[i] for i in s]) for s in random_sets])), 4)
+    log(f"retrain random {retrain_random}")
+    summary = {}
+    for name, make in rankings.items():
+        t0 = time.perf_counter()
+        ranking = make()
+        rank_s = time.perf_counter() - t0
+        abl = evaluate_ranking(full, ranking, acts, labels, percents=(args.percent,), draws=args.draws)
+        row = {
+            "bench": "rankings",
+            "method": name,
+            "k": k,
+            "retrain_top": retrain(list(ranking.top(k))),
+            "retrain_random": retrain_random,
+            "retrain_bottom": retrain(list(ranking.bottom(k))),
+            "keep_top": round(float(abl.keep_top[0]), 4),
+            "keep_random": round(float(abl.keep_random.mean()), 4),
+            "keep_bottom": round(float(abl.keep_bottom[0]), 4),
+            "ablate_top": round(float(abl.zero_top[0]), 4),
+            "ablate_random": round(float(abl.zero_random.mean()), 4),
+            "ablate_bottom": round(float(abl.zero_bottom[0]), 4),
+            "ranking_s": round(rank_s, 2),
+        }
+        row["pass"] = bool(
+            row["retrain_top"] > row["retrain_random"] > row["retrain_bottom"]
+            and row["keep_top"] > row["keep_random"] > row["keep_bottom"]
+        )
+        summary[name] = row["pass"]
+        log(json.dumps(row))
+        print(json.dumps(row), flush=True)
+
+    neurox = None
+    if args.neurox_json is not None:
+        neurox = json.loads(args.neurox_json.read_text(encoding="utf-8").strip().splitlines()[-1])
+    elif not args.skip_neurox and Path(args.neurox_python).exists():
+        from neuronwidgets.core.models.offline import minilm_path
+
+        log("NeuroX anchor in its own interpreter")
+        with tempfile.TemporaryDirectory(prefix="nw-neurox-") as tmp:
+            neurox = run_json(
+                [
+                    str(args.neurox_python),
+                    str(HERE / "neurox_anchor.py"),
+                    str(minilm_path()),
+                    str(args.data / DEV),
+                    tmp,
+                    "--max-sents",
+                    str(args.sentences),
+                    "--column",
+                    args.column,
+                    "--ablation",
+                    f"{args.percent:g}",
+                ]
+            )
+    elif not args.skip_neurox:
+        log(f"NeuroX interpreter {args.neurox_python} not found: no NeuroX line")
+    if neurox is not None:
+        pct = f"{args.percent:g}%"
+        for kind, key in (("weight_mass", "ablation"), ("probeless", "ablation_probeless")):
+            r = (neurox.get(key) or {}).get(pct, {})
+            line = {
+                "bench": "rankings",
+                "system": "neurox-1.0.9",
+                "method": kind,
+                "test_acc": neurox.get("test_acc"),
+                **r,
+            }
+            print(json.dumps(line), flush=True)
+    out = {
+        "bench": "rankings",
+        "summary": True,
+        "column": args.column,
+        "sentences": len(corpus),
+        "words": corpus.num_words,
+        "features": f,
+        "k": k,
+        "full_test_acc": round(float(full.accuracy), 4),
+        "pass": summary,
+        "total_s": round(time.perf_counter() - t_all, 1),
+        "machine": {**machine(load_start), "note": "2 CPU cores shared by 7 concurrent jobs this session"},
+    }
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
