@@ -17,9 +17,10 @@ on the top / random (mean of ``--draws`` draws) / bottom k neurons; ``keep_*`` t
 accuracy keeping only those k neurons and zero-ablating the rest (raw activation 0, NeuroX's
 ``zero_out_activations_keep_neurons``); ``ablate_*`` zero-ablating those k and keeping the rest. ``pass``:
 retrain and keep both ordered top > random > bottom (ablate: top < random < bottom is reported, not
-required). NeuroX 1.0.9 (``bench/neurox_anchor.py`` in its own interpreter, ``--neurox-python``): its
-weight-mass and probeless orderings under its own probe, retrain and keep (zero) on the same sentences
-and split.
+required). NeuroX 1.0.9 (``bench/neurox_probe_anchor.py`` in its own interpreter, ``--neurox-python``,
+default ``$NEUROX_PYTHON`` or ``/tmp/neurox-env/bin/python``): its probe, weight-mass and probeless
+orderings, retrain and keep (zero) on the *same* activation matrix and split (its own extraction is
+skipped: one sentence at a time, it takes ~20 min here).
 
 Prints progress to stderr and JSON lines to stdout: one per method, one for NeuroX, one summary (last).
 Run from the repo root: ``python bench/rankings.py [--sentences 1000]``.
@@ -147,37 +148,26 @@ def main() -> None:
     if args.neurox_json is not None:
         neurox = json.loads(args.neurox_json.read_text(encoding="utf-8").strip().splitlines()[-1])
     elif not args.skip_neurox and Path(args.neurox_python).exists():
-        from neuronwidgets.core.models.offline import minilm_path
-
-        log("NeuroX anchor in its own interpreter")
+        log("NeuroX's probe, orderings and ablation on the same activations, in its own interpreter")
+        train_cls = sorted(set(labels[tr].tolist()))
+        ids = {c: i for i, c in enumerate(train_cls + sorted(set(labels.tolist()) - set(train_cls)))}
         with tempfile.TemporaryDirectory(prefix="nw-neurox-") as tmp:
-            neurox = run_json(
-                [
-                    str(args.neurox_python),
-                    str(HERE / "neurox_anchor.py"),
-                    str(minilm_path()),
-                    str(args.data / DEV),
-                    tmp,
-                    "--max-sents",
-                    str(args.sentences),
-                    "--column",
-                    args.column,
-                    "--ablation",
-                    f"{args.percent:g}",
-                ]
-            )
+            npz = Path(tmp) / "acts.npz"
+            y = np.array([ids[c] for c in labels.tolist()])
+            np.savez(npz, X=Design(acts).matrix(None), y=y, cut=len(tr))
+            cmd = [str(args.neurox_python), str(HERE / "neurox_probe_anchor.py"), str(npz)]
+            neurox = run_json([*cmd, "--percent", f"{args.percent:g}"])
     elif not args.skip_neurox:
-        log(f"NeuroX interpreter {args.neurox_python} not found: no NeuroX line")
+        log(f"NeuroX interpreter {args.neurox_python} not found: no NeuroX lines")
     if neurox is not None:
-        pct = f"{args.percent:g}%"
-        for kind, key in (("weight_mass", "ablation"), ("probeless", "ablation_probeless")):
-            r = (neurox.get(key) or {}).get(pct, {})
+        for kind in ("weight_mass", "probeless"):
             line = {
                 "bench": "rankings",
-                "system": "neurox-1.0.9",
+                "system": neurox.get("system"),
                 "method": kind,
-                "test_acc": neurox.get("test_acc"),
-                **r,
+                "k": neurox.get("k"),
+                "full_test_acc": neurox.get("test_acc"),
+                **neurox.get(kind, {}),
             }
             print(json.dumps(line), flush=True)
     out = {

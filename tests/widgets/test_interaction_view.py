@@ -127,12 +127,13 @@ def test_other_target_and_failures(sentiment) -> None:
 def test_short_text_is_exact_and_a_sampled_estimate_is_labelled_with_its_standard_error(
     view: InteractionView, sentiment
 ) -> None:
-    # 7 words ≤ 12: the default is the exact index, and the view says so
+    # 8 words (the full stop is one) ≤ 12: the default is the exact index, and the view says so
     exact = attribute_interactions(sentiment, TEXT, "shapley-taylor", level="word", n_samples=None)
     assert not view.interactions.is_estimate and view.interactions.params["exact"]
     np.testing.assert_allclose(view.interactions.matrix, exact.matrix, rtol=1e-12, atol=1e-15)
     status = html.unescape(view.status.value)
-    assert "exact index (all 2^7 subsets)" in status and "ESTIMATE" not in status
+    n = len(view.interactions.units)
+    assert f"exact index (all 2^{n} subsets)" in status and "ESTIMATE" not in status
     assert all("±" not in label for label, _ in view.pair_list.options)
     # asked to sample, the view labels the estimate and lists each pair's standard error
     sampled = InteractionView(
