@@ -42,19 +42,35 @@ def ours(handle) -> np.ndarray:
     return patch(handle, CLEAN, CORRUPT, target=TARGET, foil=FOIL).values
 
 
-def nnsight_sweep(handle, lm, t: int, f: int) -> np.ndarray:
-    layers = lm.model.layers
-    n, length = handle.num_layers, handle.encode([CLEAN])["input_ids"].shape[1]
-    with torch.no_grad():
-        with lm.trace(CLEAN):
-            clean = [layers[i].output.save() for i in range(n)]
-        saved = []
+def clean_states(handle) -> list[torch.Tensor]:
+    """Every block's output on the clean prompt (one plain forward pass with hooks)."""
+    states: list[torch.Tensor] = []
+    hooks = [b.register_forward_hook(lambda m, a, o: states.append(o.detach())) for b in handle.blocks]
+    try:
+        with torch.no_grad():
+            handle.model(**handle.encode([CLEAN]), use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    return states
+
+
+def nnsight_sweep(
+    handle, lm, t: int, f: int, layers: int | None = None, positions: int | None = None
+) -> np.ndarray:
+    """nnsight's batched pattern: one trace, one invoke per patch, logits of the last position saved."""
+    blocks = lm.model.layers
+    n = layers or handle.num_layers
+    length = positions or handle.encode([CLEAN])["input_ids"].shape[1]
+    clean = clean_states(handle)
+    with torch.no_grad():  # noqa: SIM117  (nnsight reads the trace block's own source)
         with lm.trace(logits_to_keep=1) as tracer:
+            saved = [].save()
             for i in range(n):
                 for p in range(length):
                     with tracer.invoke(CORRUPT):
-                        layers[i].output[:, p] = clean[i][:, p]
-                        saved.append(lm.lm_head.output[:, -1].save())
+                        blocks[i].output[:, p] = clean[i][:, p]
+                        saved.append(lm.lm_head.output[:, -1])
     logits = torch.stack([torch.as_tensor(s).reshape(-1) for s in saved])
     return (logits[:, t] - logits[:, f]).reshape(n, length).double().numpy()
 
@@ -64,14 +80,14 @@ def loop(handle, t: int, f: int) -> np.ndarray:
     clean_enc, corrupt_enc = handle.encode([CLEAN]), handle.encode([CORRUPT])
     length = clean_enc["input_ids"].shape[1]
     out = np.zeros((n, length))
+    states = clean_states(handle)  # block outputs (hidden_states[-1] would carry the final norm)
     with torch.no_grad():
-        states = handle.model(**clean_enc, output_hidden_states=True, use_cache=False).hidden_states
         for i in range(n):
             for p in range(length):
 
                 def hook(module, args, output, i=i, p=p):
                     edited = output.clone()
-                    edited[:, p] = states[i + 1][:, p]
+                    edited[:, p] = states[i][:, p]
                     return edited
 
                 r = handle.blocks[i].register_forward_hook(hook)
