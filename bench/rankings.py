@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DEV, NEUROX_PYTHON, UD, load_now, log, machine, run_json
+from _common import DEV, NEUROX_PYTHON, load_now, log, machine, run_json
 
 from neuronwidgets.core import (
     NeuronRanking,
@@ -44,6 +44,7 @@ from neuronwidgets.core import (
     extract_activations,
     load_conllu,
     load_model,
+    load_ud_english,
     rank_gaussian,
     rank_iou,
     rank_probeless,
@@ -69,7 +70,9 @@ def attribution_ranking(result, acts, labels, train_rows) -> NeuronRanking:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=UD, help="UD English-EWT folder")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="a UD English-EWT folder (default: the copy in the repo)"
+    )
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument("--column", default="xpos")
     ap.add_argument("--percent", type=float, default=10.0)
@@ -86,7 +89,12 @@ def main() -> None:
 
     load_start = load_now()
     t_all = time.perf_counter()
-    corpus = load_conllu(args.data / DEV, columns=[args.column], max_sentences=args.sentences, max_words=60)
+    if args.data is None:
+        corpus = load_ud_english("dev", columns=[args.column], max_sentences=args.sentences, max_words=60)
+    else:
+        corpus = load_conllu(
+            args.data / DEV, columns=[args.column], max_sentences=args.sentences, max_words=60
+        )
     labels = np.asarray(corpus.flat_labels(args.column), dtype=object)
     acts = extract_activations(load_model("minilm"), corpus, layers="all", components="resid", progress=False)
     split = split_sentences(len(corpus), (0.8, 0.2), shuffle=False)
