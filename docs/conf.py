@@ -70,6 +70,7 @@ nitpick_ignore_regex = [
     (r"py:class", r"Path"),  # pathlib.Path, named bare in annotations
     # helper types of private modules (``widgets/_views.py``) appear in a few signatures; not API
     (r"py:class", r"neuronwidgets(\.\w+)*\._\w+\.\w+"),
+    (r"py:class", r"_\w+"),  # a module's private helper type named bare in a signature
     (r"py:class", r"Figure"),  # matplotlib.figure.Figure, imported under TYPE_CHECKING only (lazy matplotlib)
 ]
 

@@ -139,6 +139,20 @@ def save_html(widget: Any, path: str | Path, *, title: str | None = None) -> Pat
     the notebook; ``HTML`` and ``Label`` widgets keep their text; pickers (dropdowns, toggles, text boxes)
     become a line saying their current choice; buttons and output areas are left out. Links between
     widgets need the Python kernel, so in the page each widget stands alone.
+
+    Args:
+        widget: A neuronwidgets widget or a box of widgets.
+        path: The ``.html`` file to write.
+        title: The page title (default: the widget's).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: If ``widget`` holds nothing that can be exported.
+
+    Example:
+        >>> save_html(AttributionView("minilm-sentiment", "Not bad at all."), "attribution.html")
     """
     import ipywidgets
 

@@ -91,23 +91,28 @@ class _Tags:
 class AblationPanel(anywidget.AnyWidget):
     """Sliders that scale neurons in the forward pass, and the prediction they give, live.
 
-    ``AblationPanel(model, text, neurons)``: ``model`` a :class:`~neuronwidgets.core.ModelHandle` (or a
-    name for :func:`~neuronwidgets.core.load_model`) with a prediction head (a classifier, a causal or
-    masked LM); ``text`` the input; ``neurons`` a list of addresses (``"layer.3.mlp:117"``, at most
-    ``MAX_NEURONS``) or a ranking (any object with ``.neurons``, best first, e.g. a
-    :class:`~neuronwidgets.core.NeuronRanking`), of which the first ``n_neurons`` (default 20) are used.
+    State: :attr:`state`, :attr:`intervention`; shown: :meth:`to_frame`, :attr:`effects`; change it with
+    :meth:`set_scales`, :meth:`switch_off_top`, :meth:`compare_random`, :meth:`reset`, :meth:`add_neurons`.
 
-    - ``probe``: a classification :class:`~neuronwidgets.core.Probe` (or its ``ProbeResult``) over this
-      model's neurons: its per-word tags are shown too, original and under the intervention
-      (activations at ``probe_granularity`` ``"word"``, subwords averaged, or ``"token"``).
-    - ``top_k``: next tokens shown for a language model (a classifier shows every class).
-    - ``scales``: the initial state, ``{neuron: factor}`` (others 1) or one factor per neuron;
-      ``random_k`` / ``seed``: the random comparison (``random_k`` random neurons from the sites of the
-      first ``random_k`` panel neurons, switched off; 0 = none).
+    Args:
+        model: A :class:`~neuronwidgets.core.ModelHandle` or a model name, with a prediction head (a
+            classifier, a causal or masked LM).
+        text: The input.
+        neurons: Addresses (``"layer.3.mlp:117"``, at most ``MAX_NEURONS``) or a ranking (``.neurons``).
+        probe: A classification :class:`~neuronwidgets.core.Probe` (or its ``ProbeResult``) over this
+            model's neurons: its per-word tags are shown too, original and under the intervention.
+        top_k: Next tokens shown for a language model (a classifier shows every class).
+        n_neurons: How many of a ranking's first neurons get a slider (default 20).
+        scales: The initial state, ``{neuron: factor}`` (others 1) or one factor per neuron.
+        random_k: Random neurons switched off for comparison, from the sites of the first ``random_k``.
+        seed: Seed of the random comparison.
+        probe_granularity: The probe's activations: ``"word"`` (subwords averaged) or ``"token"``.
 
-    Read the state with :attr:`state` / :attr:`intervention`, what is shown with :meth:`to_frame` and
-    :attr:`effects`; change it with :meth:`set_scales`, :meth:`switch_off_top`, :meth:`compare_random`
-    and :meth:`reset`; add sliders with :meth:`add_neurons`; save a static page with :meth:`to_html`.
+    Raises:
+        ValueError: For an empty text, a bad ``top_k``/``scales``/``random_k``, or unknown neurons.
+
+    Example:
+        >>> AblationPanel("minilm-sentiment", "Not bad at all.", ranking, n_neurons=10, random_k=10)
     """
 
     _esm = bundle_file("ablation_panel")

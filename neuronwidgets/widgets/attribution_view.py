@@ -89,35 +89,49 @@ class AttributionView(ChoiceView):
     """Attributions of one prediction on ``text``: tokens (heatmap), layers (layer × word matrix) and
     neurons (ranking table), with method, target and word/token pickers.
 
-    ``AttributionView(model, text, method="integrated-gradients", target=None)``:
-
-    - ``model``: a :class:`~neuronwidgets.core.ModelHandle` or a model name with a prediction head
-      (``"minilm-sentiment"``, ``"smollm2"``, …); ``text``: the input.
-    - ``target``: what to explain — a class (name or index), a next token (string or id) — or ``None``
-      for the top prediction. The target picker lists every class of a classifier, or a language model's
-      ``n_targets`` most likely next tokens.
-    - ``level``: ``"word"`` (subword scores summed into words) or ``"token"``.
-    - ``n_steps``: integration steps of the path methods (IG, layer and neuron conductance); the status
-      line reports the convergence delta and warns when it is large.
-    - ``layers``: compute the layer × token conductance matrix (default ``True``); ``neuron_sites``: the
-      sites whose neurons are ranked by conductance (default the last block's MLP; ``None`` or ``False``
-      for no neuron ranking); ``send_k``: how many of the top neurons the button sends to the panel;
-      ``panel``: an :class:`AblationPanel` (same model) to add them to, e.g. one shown beside other views;
-      by default each send opens a new panel on ``text`` below the table. Layer and neuron conductance
-      are recomputed when the target changes (about a second each on MiniLM, tens of seconds over
-      SmolLM2's 30 layers): ``layers=False`` and ``neuron_sites=None`` make a faster view of a large model.
-    - ``faithfulness``: the status line also gives the deletion and insertion areas of the shown
-      attribution against ``n_random`` random orders (:func:`~neuronwidgets.core.faithfulness_curves`),
-      so methods can be compared on this very example.
-    - ``method_options``: keyword arguments per method, passed to ``attribute_tokens`` (e.g.
-      ``{"kernel-shap": {"n_samples": 400}}``).
-    - ``label``: the true label of ``text``, if known (a class name or index; a next token or its id).
-      The status line then says whether the model's prediction is right, and flags a wrong one: an
-      explanation of a wrong prediction explains the mistake. :attr:`verdict` gives it in Python.
-
     Read what is shown from :attr:`attribution`, :attr:`layer_attribution` and :attr:`neuron_ranking`;
     change it with the ``method``, ``target`` and ``level`` traits (or the pickers);
-    :meth:`send_top_neurons` opens an :class:`AblationPanel` on the top neurons (also a button).
+    :meth:`send_top_neurons` opens an :class:`AblationPanel` on the top neurons (also a button). Layer and
+    neuron conductance are recomputed when the target changes (about a second each on MiniLM, tens of
+    seconds over SmolLM2's 30 layers): ``layers=False`` and ``neuron_sites=None`` make a faster view of a
+    large model.
+
+    Args:
+        model: A :class:`~neuronwidgets.core.ModelHandle` or a model name with a prediction head
+            (``"minilm-sentiment"``, ``"smollm2"``, …).
+        text: The input.
+        method: The token attribution method (a name in :data:`~neuronwidgets.core.METHODS`).
+        target: What to explain — a class (name or index), a next token (string or id) — or ``None``
+            for the top prediction. The target picker lists every class of a classifier, or a language
+            model's ``n_targets`` most likely next tokens.
+        level: ``"word"`` (subword scores summed into words) or ``"token"``.
+        n_steps: Integration steps of the path methods (IG, layer and neuron conductance); the status
+            line reports the convergence delta and warns when it is large.
+        layers: Compute the layer × token conductance matrix.
+        neuron_sites: The sites whose neurons are ranked by conductance (default the last block's MLP;
+            ``None`` or ``False`` for no neuron ranking).
+        send_k: How many of the top neurons the button sends to the panel.
+        n_targets: Next tokens offered as targets for a language model.
+        baseline: The baseline token (``"pad"``, ``"mask"``, ``"unk"``, a token id or ``"zero"``).
+        method_options: Keyword arguments per method, passed to ``attribute_tokens`` (e.g.
+            ``{"kernel-shap": {"n_samples": 400}}``).
+        panel: An :class:`AblationPanel` (same model) to add the sent neurons to, e.g. one shown beside
+            other views; by default each send opens a new panel on ``text`` below the table.
+        faithfulness: The status line also gives the deletion and insertion areas of the shown
+            attribution against ``n_random`` random orders (:func:`~neuronwidgets.core.faithfulness_curves`),
+            so methods can be compared on this very example.
+        n_random: Random orders of the faithfulness comparison.
+        label: The true label of ``text``, if known (a class name or index; a next token or its id).
+            The status line then says whether the model's prediction is right, and flags a wrong one: an
+            explanation of a wrong prediction explains the mistake. :attr:`verdict` gives it in Python.
+
+    Raises:
+        TypeError: If ``model`` is not a model or a name.
+        ValueError: For an unknown method, target, level or label, an empty text, or a panel of another
+            model.
+
+    Example:
+        >>> AttributionView("minilm-sentiment", "The movie was not bad at all.", neuron_sites="layer.5.mlp")
     """
 
     _method_level = "token"

@@ -45,16 +45,29 @@ PHRASE = "phrase"
 class InteractionView(ChoiceView):
     """Pairwise interactions between the words (or tokens) of ``text`` for one prediction.
 
-    ``InteractionView(model, text, method="integrated-hessians", target=None, level="word")``: ``model``
-    a :class:`~neuronwidgets.core.ModelHandle` or name with a prediction head; ``method`` one of
-    ``"integrated-hessians"``, ``"shapley-taylor"`` or ``"archipelago"``; ``target`` a class, a next
-    token, or ``None`` for the top prediction; ``n_pairs`` strongest pairs listed; ``method_options``:
-    keyword arguments per method for :func:`~neuronwidgets.core.attribute_interactions` (e.g.
-    ``{"shapley-taylor": {"n_samples": 40}}``). Shapley-Taylor is exact up to 12 units by default; a
-    sampled estimate is labelled as one in the status line and each listed pair shows its standard error.
-
     The selected pair is the ``pair`` trait (``[i, j]`` unit indices, ``i < j``); :attr:`interactions`
     holds the result shown. ``method``, ``target`` and ``level`` traits mirror the pickers.
+    Shapley-Taylor is exact up to 12 units by default; a sampled estimate is labelled as one in the status
+    line and each listed pair shows its standard error.
+
+    Args:
+        model: A :class:`~neuronwidgets.core.ModelHandle` or name with a prediction head.
+        text: The input.
+        method: ``"integrated-hessians"``, ``"shapley-taylor"`` or ``"archipelago"``.
+        target: A class, a next token, or ``None`` for the top prediction.
+        level: ``"word"`` or ``"token"``.
+        n_pairs: Strongest pairs listed.
+        n_targets: A language model's most likely next tokens offered as targets.
+        baseline: The baseline token (``"pad"``, ``"mask"``, ``"unk"``, a token id or ``"zero"``), as in
+            :func:`~neuronwidgets.core.attribute_interactions`.
+        method_options: Keyword arguments per method for
+            :func:`~neuronwidgets.core.attribute_interactions` (e.g. ``{"shapley-taylor": {"n_samples": 40}}``).
+
+    Raises:
+        ValueError: For an unknown method, target or level, or an empty text.
+
+    Example:
+        >>> InteractionView("minilm-sentiment", "The movie was not bad at all.")  # "not" x "bad"
     """
 
     _method_level = "interaction"

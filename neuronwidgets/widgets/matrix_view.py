@@ -42,6 +42,22 @@ class MatrixView(BrowserStateGuard, anywidget.AnyWidget):
 
     Synced traits: ``selected`` (``[row, col]`` or ``[]``) can be set from Python (a bad cell raises
     ``ValueError``) or by the browser (a bad cell sets ``error``); the data traits are answers.
+
+    Args:
+        matrix: ``[rows, cols]`` finite numbers.
+        row_labels: One label per row.
+        col_labels: One label per column.
+        label: What the values are (shown with the colour scale).
+        row_title: The title of the rows.
+        col_title: The title of the columns.
+        annotate: Print each value in its cell.
+        selected: The cell selected at first, ``[row, col]`` (default none).
+
+    Raises:
+        ValueError: For a matrix that is not 2-D and finite, label counts that do not match, or a bad cell.
+
+    Example:
+        >>> MatrixView(sim.values, sim.rows, sim.columns, label="CKA", annotate=True)
     """
 
     _esm = bundle_file("matrix_view")

@@ -45,24 +45,6 @@ _HEADING = "margin:10px 0 2px;font-weight:600"
 class NeuronExplorer(ipywidgets.VBox):
     """A ranking table linked to everything known about the selected neuron.
 
-    ``NeuronExplorer(activations, ranking, alignment=..., concepts=..., panel=...)``:
-
-    - ``activations``: :class:`~neuronwidgets.core.Activations` of a corpus (an on-disk store works:
-      everything is read streaming), or a word- and a token-level set of the same texts (the heatmap then
-      gets a word/subword toggle; contexts, concepts and formulas use the word-level set);
-    - ``ranking``: any :class:`~neuronwidgets.core.NeuronRanking` (probing, attribution, concept alignment)
-      or its DataFrame; default: ``alignment.ranking()`` (each neuron by its best concept's IoU);
-    - ``alignment``: a :class:`~neuronwidgets.core.ConceptAlignment` of these activations: the concept
-      labels of each neuron, and the concept search; computed from ``concepts`` when not given;
-    - ``concepts``: :class:`~neuronwidgets.core.Concepts` of the same corpus: compositional formulas
-      (``formula_options`` go to :func:`~neuronwidgets.core.explain_neurons`, e.g. ``max_length=2``);
-    - ``sentences``: the sentences of the neuron heatmap (default: the first 10);
-    - ``panel``: an :class:`~neuronwidgets.widgets.AblationPanel` of the same model: the "Send to ablation
-      panel" button adds the selected neuron to it (:meth:`AblationPanel.add_neurons`); it is shown at
-      the bottom of the explorer;
-    - ``k_contexts``: top-activating units shown per neuron; ``top``: precomputed
-      :class:`~neuronwidgets.core.TopActivations` to reuse (neurons it lacks are computed on selection).
-
     Parts (public attributes, for linking more views): ``table``, ``heatmap``, ``contexts`` (a
     ``from_scores`` heatmap: one row per context sentence, firing units ``marked``), ``info``
     (``ipywidgets.HTML``), ``search_box``, ``send_button``, ``panel``. From Python: :meth:`select`,
@@ -70,6 +52,34 @@ class NeuronExplorer(ipywidgets.VBox):
     :meth:`top_contexts`; ``selected`` is the selected neuron and ``context_sentences`` the corpus
     sentence of each context row. The table drives the other parts; the heatmap's own site/neuron controls
     show another neuron in that heatmap only.
+
+    Args:
+        activations: :class:`~neuronwidgets.core.Activations` of a corpus (an on-disk store works:
+            everything is read streaming), or a word- and a token-level set of the same texts (the
+            heatmap then gets a word/subword toggle; contexts, concepts and formulas use the word-level set).
+        ranking: Any :class:`~neuronwidgets.core.NeuronRanking` (probing, attribution, concept alignment)
+            or its DataFrame; default: ``alignment.ranking()`` (each neuron by its best concept's IoU).
+        alignment: A :class:`~neuronwidgets.core.ConceptAlignment` of these activations: the concept
+            labels of each neuron, and the concept search; computed from ``concepts`` when not given.
+        concepts: :class:`~neuronwidgets.core.Concepts` of the same corpus: compositional formulas.
+        sentences: The sentences of the neuron heatmap (default: the first 10).
+        panel: An :class:`~neuronwidgets.widgets.AblationPanel` of the same model: the "Send to ablation
+            panel" button adds the selected neuron to it (:meth:`AblationPanel.add_neurons`); it is shown
+            at the bottom of the explorer.
+        k_contexts: Top-activating units shown per neuron.
+        top: Precomputed :class:`~neuronwidgets.core.TopActivations` to reuse (neurons it lacks are
+            computed on selection).
+        metric: ``"iou"``, ``"precision"`` or ``"recall"``: the alignment score that ranks neurons and concepts.
+        page_size: Rows of the table visible at once.
+        formula_options: Go to :func:`~neuronwidgets.core.explain_neurons` (e.g. ``max_length=2``).
+
+    Raises:
+        TypeError: If ``activations``, ``ranking`` or ``alignment`` is not of its type.
+        ValueError: For an unknown metric, no ranking and nothing to make one from, or parts of
+            different corpora.
+
+    Example:
+        >>> NeuronExplorer(acts, concepts=Concepts.from_corpus(annotate(texts)), panel=panel)
     """
 
     def __init__(

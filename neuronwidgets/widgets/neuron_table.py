@@ -63,6 +63,19 @@ class NeuronTable(BrowserStateGuard, anywidget.AnyWidget):
     Synced traits: ``selected`` (the selected neuron's address, ``""`` for none; a Python caller setting an
     address that is not in the ranking gets ``ValueError``, the browser gets ``error``) and ``page_size``
     can be set; the data traits are answers, sent once, or again by :meth:`set_ranking`.
+
+    Args:
+        ranking: A :class:`~neuronwidgets.core.NeuronRanking` or its DataFrame.
+        page_size: Rows visible at once.
+        selected: The neuron selected at first (default none).
+
+    Raises:
+        ValueError: For a DataFrame without ``neuron``/``score`` columns, a bad ``page_size``, or a
+            ``selected`` neuron that is not in the ranking.
+
+    Example:
+        >>> table = NeuronTable(rank_weight_mass(probe), page_size=20)
+        >>> traitlets.link((table, "selected"), (heatmap, "neuron"))
     """
 
     _esm = bundle_file("neuron_table")

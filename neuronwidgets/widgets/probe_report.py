@@ -53,6 +53,18 @@ class ProbeReport(anywidget.AnyWidget):
     Data traits (answers, sent once): ``layer_values`` float32 ``[len(layer_series), len(sites)]``;
     ``curve_mean`` / ``curve_std`` float32 ``[len(modes), len(selections), K]``; ``percents`` and
     ``neurons`` float32 ``[K]``; ``baselines`` float32 ``[2]`` (all neurons, majority). Missing values (e.g. no control task) are NaN.
+
+    Args:
+        layerwise: Probes by site, or ``None``.
+        ablation: Accuracy vs neurons kept and ablated, or ``None``.
+
+    Raises:
+        TypeError: If an argument is not of its type.
+        ValueError: If both are ``None``, or a result lacks the numbers the charts need.
+
+    Example:
+        >>> layerwise = train_layerwise_probes(acts, corpus.flat_labels("upos"))
+        >>> ProbeReport(layerwise, evaluate_ranking(result, ranking, acts, labels))
     """
 
     _esm = bundle_file("probe_report")

@@ -67,11 +67,25 @@ class TokenHeatmap(BrowserStateGuard, anywidget.AnyWidget):
     sets ``error``). ``tokens``, ``word_ids``, ``values`` (float32 buffer), ``label``, ``sites``,
     ``widths`` and ``granularities`` are answers.
 
-    ``marked``: tokens to outline, as ``[row, index]`` pairs (``row``: position among the shown
-    sentences, ``index``: the token's position in it, in the current word/token view), e.g. the firing
-    token of a top-activating context. When the shown sentences change, marks on sentences still shown
-    follow them and the others are dropped; a word/subword switch maps each mark to the same word's
-    units (all subword tokens of a marked word; the word of a marked token).
+    Args:
+        activations: Word- or token-level :class:`~neuronwidgets.core.Activations`, or a word-level and
+            a token-level set of the same texts (a word/subword toggle); :meth:`from_scores` and
+            :meth:`from_model` build the other inputs.
+        neuron: The neuron shown, ``"site:index"`` (default neuron 0 of the first site).
+        sentences: The sentences shown (default the first 10).
+        granularity: ``"word"`` or ``"token"`` (default: the first set's).
+        marked: Tokens to outline, as ``[row, index]`` pairs (``row``: position among the shown
+            sentences, ``index``: the token's position in it, in the current word/token view), e.g. the
+            firing token of a top-activating context. When the shown sentences change, marks on sentences
+            still shown follow them and the others are dropped; a word/subword switch maps each mark to
+            the same word's units (all subword tokens of a marked word; the word of a marked token).
+
+    Raises:
+        ValueError: For an unknown neuron, sentence or granularity, or activation sets of different texts.
+
+    Example:
+        >>> acts = extract_activations("minilm", ["A wonderful, moving film!", "Not bad at all."])
+        >>> TokenHeatmap(acts, neuron="layer.3.resid:42")
     """
 
     _esm = bundle_file("token_heatmap")
