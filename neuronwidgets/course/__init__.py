@@ -12,7 +12,7 @@ Headless (no widget imports): usable from scripts and graders too. :func:`evalua
 
 from __future__ import annotations
 
-from . import ablation, causation, concepts, probing, tour  # noqa: F401  (each registers its exercises)
+from . import ablation, causation, concepts, probing, tour, unsupervised  # noqa: F401  (each registers its exercises)
 from .checks import EXERCISES, Exercise, Feedback, check, evaluate, exercises
 
 __all__ = ["EXERCISES", "Exercise", "Feedback", "check", "evaluate", "exercises"]

@@ -20,7 +20,7 @@ from neuronwidgets.course.checks import as_fraction, as_layer, as_neuron, as_wor
 
 def test_every_notebook_has_two_to_four_exercises_sized_to_its_slot() -> None:
     table = exercises()
-    for nb in ("00", "02", "03", "04", "05"):
+    for nb in ("00", "01", "02", "03", "04", "05"):
         part = table[table["notebook"].str.startswith(nb)]
         assert 2 <= len(part) <= 4, nb
         budget = 20 if nb == "04" else 15  # the causation practical is 20 minutes, the others 15
@@ -147,3 +147,24 @@ def test_concept_checkers_on_planted_neurons(planted) -> None:
     assert iou > single  # planted: better than any single concept
     fb = evaluate("05.2", formula, **ctx)
     assert fb.correct is True and f"IoU {iou:.3f}" in fb.message
+
+
+def test_unsupervised_checkers_read_the_results_given() -> None:
+    from neuronwidgets.core import SimilarityMatrix
+
+    names = [f"{site}:{i}" for site in ("embed.resid", "layer.1.resid", "layer.2.resid") for i in range(3)]
+    scores = np.array([0.2, 0.3, 0.1, 0.9, 0.8, 0.7, 0.5, 0.6, 0.4])  # layer 1 is shared most (mean 0.8)
+    order = np.argsort(-scores)
+    ranking = NeuronRanking.from_scores(names, scores, "maxcorr", order=order)
+    assert evaluate("01.1", "layer.1.resid", ranking=ranking).correct
+    wrong = evaluate("01.1", "embed", ranking=ranking)
+    assert wrong.correct is False and "layer 1" not in wrong.message
+    cka = SimilarityMatrix(
+        rows=("embed.resid", "layer.1.resid", "layer.2.resid"),
+        columns=("layer.6.resid", "layer.12.resid"),
+        values=np.array([[0.9, 0.2], [0.5, 0.4], [0.3, 0.7]]),
+        method="cka",
+    )
+    assert evaluate("01.2", 2, cka=cka).correct
+    wrong = evaluate("01.2", "embed.resid", cka=cka)  # best for the other column: not this one
+    assert wrong.correct is False and "layer 2" not in wrong.message
