@@ -26,12 +26,17 @@ from .edits import MODES, Intervention, _check_handle, predict_logits
 
 @dataclass(frozen=True)
 class InterventionEffect(TableResult):
-    """The effect of one intervention on a batch of ``n`` texts.
+    """The effect of one intervention on a batch of ``n`` texts (made by :func:`measure_effect`).
 
-    ``labels`` / ``ids`` (``[n]``): the original top prediction of each text; ``original_prob`` (``[n]``)
-    its clean probability and ``intervened_prob`` (``[n]``) its probability under the intervention;
-    ``kl`` (``[n]``): KL(original ‖ intervened) in nats over all outputs; ``intervened_labels`` /
-    ``intervened_ids`` (``[n]``): the top prediction under the intervention.
+    Attributes:
+        texts: The ``n`` texts.
+        labels: ``[n]``, the original top prediction of each text.
+        ids: ``[n]``, its token id or class index.
+        original_prob: ``[n]``, its clean probability.
+        intervened_prob: ``[n]``, its probability under the intervention.
+        kl: ``[n]``, KL(original ‖ intervened) in nats over all outputs.
+        intervened_labels: ``[n]``, the top prediction under the intervention.
+        intervened_ids: ``[n]``, its token id or class index.
     """
 
     _plot_columns = ("text", "delta_prob")
@@ -96,7 +101,21 @@ def measure_effect(
     *,
     batch_size: int = 32,
 ) -> InterventionEffect:
-    """Compare each text's clean prediction with its prediction under ``interventions``."""
+    """Compare each text's clean prediction with its prediction under ``interventions``.
+
+    Args:
+        model: A loaded model or a model name.
+        texts: One text or several.
+        interventions: One :class:`~neuronwidgets.core.Intervention` or several, applied together.
+        batch_size: Texts per forward pass.
+
+    Returns:
+        Probabilities, KL and top predictions, clean and intervened, per text.
+
+    Example:
+        >>> effect = measure_effect("minilm-sentiment", ["Not bad at all."],
+        ...                         Intervention.zero(["layer.5.mlp:17", "layer.5.mlp:301"]))
+        >>> effect.kl, effect.intervened_labels"""
     handle = _check_handle(model)
     texts = [texts] if isinstance(texts, str) else list(texts)
     clean = predict_logits(handle, texts, batch_size=batch_size).double().log_softmax(-1)
@@ -159,10 +178,17 @@ def compare_distributions(clean_logp: torch.Tensor, new_logp: torch.Tensor) -> D
 
 @dataclass(frozen=True)
 class AblationComparison(TableResult):
-    """Ablating the top-``k`` neurons of a ranking vs ``k`` random neurons from the same sites.
+    """Ablating the top-``k`` neurons of a ranking vs ``k`` random neurons from the same sites (made by
+    :func:`compare_ablations`).
 
-    ``top_neurons``: the ablated top-k; ``random_neurons``: one tuple of k per random draw (the same number
-    per site as the top-k, never one of them); ``top`` / ``random``: their :class:`InterventionEffect`.
+    Attributes:
+        k: Neurons ablated per draw.
+        mode: ``"zero"`` or ``"mean"``.
+        top_neurons: The ablated top-k.
+        random_neurons: One tuple of k per random draw (the same number per site as the top-k, never one
+            of them).
+        top: The :class:`InterventionEffect` of the top-k.
+        random: The :class:`InterventionEffect` of each random draw.
     """
 
     _plot_columns = (None, "delta_prob")
@@ -235,10 +261,30 @@ def compare_ablations(
     """Ablate the top ``k`` neurons of ``ranking_or_neurons`` and ``n_random`` draws of ``k`` random
     neurons from the same sites (as many per site), and measure each on ``texts``.
 
-    ``ranking_or_neurons``: neuron addresses best first, a dict neuron → importance (higher first), or an
-    object with a ``neurons`` attribute (addresses best first). ``mode``: ``"zero"`` or ``"mean"`` (with
-    ``reference`` texts). ``progress``: a bar over the ``1 + n_random`` measurements (``None``: shown for
-    100 text passes or more).
+    Args:
+        model: A loaded model or a model name.
+        texts: One text or several.
+        ranking_or_neurons: Neuron addresses best first, a dict neuron → importance (higher first), or an
+            object with a ``neurons`` attribute (addresses best first), e.g. a ``NeuronRanking``.
+        k: How many neurons to ablate.
+        n_random: Random draws.
+        seed: Seed of the draws.
+        mode: ``"zero"`` or ``"mean"`` (with ``reference`` texts).
+        reference: Texts whose mean activation ``"mean"`` ablation uses.
+        batch_size: Texts per forward pass.
+        progress: A bar over the ``1 + n_random`` measurements (``None``: shown for 100 text passes or
+            more).
+
+    Returns:
+        The top-k's effect beside each random draw's.
+
+    Raises:
+        ValueError: For a bad ``k``, ``n_random`` or ``mode``, or sites
+            with fewer neurons than the draws need.
+
+    Example:
+        >>> cmp = compare_ablations("minilm-sentiment", texts, ranking, k=10, n_random=5)
+        >>> cmp.top.kl.mean(), [r.kl.mean() for r in cmp.random]
     """
     handle = _check_handle(model)
     ranked = _ranked(ranking_or_neurons)
