@@ -43,12 +43,24 @@ _BLOCK_ROWS = 65536
 
 @dataclass(frozen=True, eq=False)
 class Probe(TableResult):
-    """A trained linear probe.
+    """A trained linear probe (:attr:`ProbeResult.probe`, from :func:`train_probe`).
 
-    ``features``: the neuron addresses of its inputs ``[F]``. ``mean``/``scale`` (float32 ``[F]``):
-    standardisation of the inputs. ``weight`` (float32 ``[C, F]``, ``C = 1`` for regression) and ``bias``
-    (``[C]``) act on standardised inputs, so weight magnitudes compare across neurons. Regression
-    predictions are ``(z @ weight.T + bias) * target_scale + target_mean``.
+    ``weight`` and ``bias`` act on standardised inputs, so weight magnitudes compare across neurons.
+    Regression predictions are ``(z @ weight.T + bias) * target_scale + target_mean``.
+
+    Attributes:
+        task: ``"classification"`` or ``"regression"``.
+        features: The neuron addresses of its inputs ``[F]``.
+        classes: The ``C`` classes (empty for regression).
+        mean: Float32 ``[F]``, standardisation of the inputs.
+        scale: Float32 ``[F]``, standardisation of the inputs.
+        weight: Float32 ``[C, F]`` (``C = 1`` for regression).
+        bias: ``[C]``.
+        target_mean: Regression: the target's training mean.
+        target_scale: Regression: the target's training scale.
+        l1: The elastic-net L1 weight it was trained with.
+        l2: The elastic-net L2 weight it was trained with.
+        meta: How it was trained.
     """
 
     _plot_columns = ("neuron", "weight_norm")
@@ -279,16 +291,21 @@ def _rows(rows: Sequence[int] | np.ndarray | None) -> np.ndarray | None:
 class ProbeResult(Result):
     """A probe and how well it does, with the baselines that say what the number means.
 
-    - ``train``/``dev``/``test``: :class:`ProbeScores` on the sentence split ``split`` (``dev`` is None
-      when the split has no dev part).
-    - ``control``: test scores of the same probe architecture trained on control labels (each word type
-      gets a fixed random label drawn from the label distribution, Hewitt & Liang 2019);
-      ``selectivity = test accuracy − control accuracy`` (high: the probe reads the property from the
-      representation rather than memorising word types).
-    - ``majority``: test accuracy of always predicting the most frequent training class.
-    - ``random_features``: test scores of a probe on random features of the same width (one fixed random
-      vector per word type): what word identity alone gives.
-    - ``train_s``: seconds spent training the main probe (baselines not included).
+    Attributes:
+        probe: The trained probe.
+        split: The sentence split.
+        train: :class:`ProbeScores` on the train part.
+        dev: On the dev part (``None`` when the split has none).
+        test: On the test part.
+        control: Test scores of the same probe architecture trained on control labels (each word type
+            gets a fixed random label drawn from the label distribution, Hewitt & Liang 2019);
+            ``selectivity = test accuracy − control accuracy`` (high: the probe reads the property from the
+            representation rather than memorising word types).
+        majority: Test accuracy of always predicting the most frequent training class.
+        random_features: Test scores of a probe on random features of the same width (one fixed random
+            vector per word type): what word identity alone gives.
+        train_s: Seconds spent training the main probe (baselines not included).
+        meta: How it was trained.
     """
 
     probe: Probe
@@ -428,8 +445,22 @@ def control_labels(
     words: Activations | Sequence[str], labels: Sequence[Any] | np.ndarray, *, seed: int = 0
 ) -> np.ndarray:
     """Control-task labels (Hewitt & Liang 2019): every word type gets one label, drawn at random from the
-    empirical distribution of ``labels``, and keeps it wherever it occurs. ``words``: the word of every
-    row (or the Activations whose units they are). Returns an object array of labels ``[n]``."""
+    empirical distribution of ``labels``, and keeps it wherever it occurs.
+
+    Args:
+        words: The word of every row (or the Activations whose units they are).
+        labels: The real label of every row.
+        seed: Seed of the draw.
+
+    Returns:
+        An object array of labels ``[n]``.
+
+    Raises:
+        ValueError: If ``words`` and ``labels`` differ in length.
+
+    Example:
+        >>> control_labels(["a", "b", "a"], ["X", "Y", "X"], seed=0)  # both "a" rows get one label
+    """
     ws = all_units(words) if isinstance(words, Activations) else [str(w) for w in words]
     lab = np.asarray([str(v) for v in np.asarray(labels).tolist()], dtype=object)
     if len(ws) != len(lab):

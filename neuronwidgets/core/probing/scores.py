@@ -25,12 +25,21 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ProbeScores(TableResult):
-    """Scores of predictions against gold labels.
+    """Scores of predictions against gold labels. Unused fields are NaN or empty.
 
-    Classification: ``accuracy``, ``macro_f1`` (over classes present in gold or predictions, as
-    scikit-learn), and per class ``precision``, ``recall``, ``f1`` (float64 ``[C]``) and ``support``
-    (int64 ``[C]``) in the order of ``classes``. Regression: ``pearson``, ``spearman``, ``mse``.
-    Unused fields are NaN or empty.
+    Attributes:
+        task: ``"classification"`` or ``"regression"``.
+        n: Rows scored.
+        accuracy: Classification accuracy.
+        macro_f1: Mean F1 over classes present in gold or predictions, as scikit-learn.
+        classes: The ``C`` classes, in the order of the per-class arrays.
+        precision: Float64 ``[C]``.
+        recall: Float64 ``[C]``.
+        f1: Float64 ``[C]``.
+        support: Int64 ``[C]``, gold rows per class.
+        pearson: Regression: Pearson's r.
+        spearman: Regression: Spearman's ρ.
+        mse: Regression: mean squared error.
     """
 
     _plot_columns = ("class", "f1")

@@ -45,20 +45,39 @@ def train_probe(
 ) -> ProbeResult:
     """Train a linear probe from activations to one label per row.
 
-    - ``labels``: one per activation row, e.g. ``corpus.flat_labels("upos")``; strings/ints are classes
-      (logistic regression), floats a real target (linear regression); force with ``task=``.
-    - ``sites`` / ``neurons``: probe whole sites (default all of them) or given neuron addresses.
-    - ``l1``, ``l2``: elastic-net weights on the standardised-feature weights (mean loss + l1·Σ|w| + l2·Σw²).
-    - ``split``: a :class:`Split`, fractions ``(train, dev, test)`` or ``(train, test)``, or None for
-      80/10/10; always by sentence, shuffled with ``seed``.
-    - ``control`` / ``baselines``: also train the control-task probe and the random-feature probe, and
-      compute the majority baseline (each extra probe costs one more training).
-    - ``max_iter``: L-BFGS iterations (each one pass over the training rows).
-    - ``precision``: ``"auto"`` (bfloat16 products where the CPU supports them natively), ``"float32"``
-      or ``"bfloat16"``. ``in_memory``: keep the standardised training matrix in memory (default: when
-      it takes at most 6 GB), else stream it from the activations at every step.
-
     Deterministic for a given ``seed``, data and machine.
+
+    Args:
+        activations: The activations (rows aligned with ``labels``).
+        labels: One per activation row, e.g. ``corpus.flat_labels("upos")``; strings/ints are classes
+            (logistic regression), floats a real target (linear regression); force with ``task=``.
+        sites: Probe whole sites (default all of them).
+        neurons: Or given neuron addresses.
+        task: ``"auto"``, ``"classification"`` or ``"regression"``.
+        l1: Elastic-net L1 weight on the standardised-feature weights (mean loss + l1·Σ|w| + l2·Σw²).
+        l2: Elastic-net L2 weight.
+        split: A :class:`~neuronwidgets.core.Split`, fractions ``(train, dev, test)`` or ``(train, test)``,
+            or None for 80/10/10; always by sentence, shuffled with ``seed``.
+        seed: Seed of the split, the control labels and the random features.
+        control: Also train the control-task probe (one more training).
+        baselines: Also train the random-feature probe and compute the majority baseline.
+        max_iter: L-BFGS iterations (each one pass over the training rows).
+        precision: ``"auto"`` (bfloat16 products where the CPU supports them natively), ``"float32"``
+            or ``"bfloat16"``.
+        in_memory: Keep the standardised training matrix in memory (default: when it takes at most
+            6 GB), else stream it from the activations at every step.
+        progress: A progress bar (default: for long trainings).
+
+    Returns:
+        The probe, its scores on train/dev/test and the baselines.
+
+    Raises:
+        ValueError: For labels that do not match the rows, an unknown task, site or precision, or a bad
+            split or weight.
+
+    Example:
+        >>> result = train_probe(acts, corpus.flat_labels("upos"), sites="layer.3.resid")
+        >>> result.test.accuracy, result.selectivity
     """
     _check_hyper(l1, l2, max_iter)
     design = Design(activations, sites=sites, neurons=neurons)
@@ -84,8 +103,11 @@ def train_probe(
 
 @dataclass(frozen=True, eq=False)
 class LayerwiseProbes(Result):
-    """One :class:`ProbeResult` per site (``results[site]``, in forward order), all on the same split
-    and the same control labels, so the numbers compare across layers."""
+    """Probes by site (made by :func:`train_layerwise_probes`), all on the same split and the same
+    control labels, so the numbers compare across layers.
+
+    Attributes:
+        results: One :class:`ProbeResult` per site (``results[site]``, in forward order)."""
 
     results: Mapping[str, ProbeResult]
 
@@ -163,8 +185,34 @@ def train_layerwise_probes(
     progress: bool | None = None,
 ) -> LayerwiseProbes:
     """One probe per site (default every extracted site) in one call, all on the same sentence split and
-    the same control labels, so accuracy and selectivity compare across layers. Arguments as
-    :func:`train_probe`."""
+    the same control labels, so accuracy and selectivity compare across layers.
+
+    Args:
+        activations: The activations; one probe per site.
+        labels: One per activation row.
+        sites: The sites to probe (default every extracted site).
+        task: As :func:`train_probe`.
+        l1: As :func:`train_probe`.
+        l2: As :func:`train_probe`.
+        split: As :func:`train_probe` (one split for every site).
+        seed: As :func:`train_probe`.
+        control: As :func:`train_probe` (one set of control labels for every site).
+        baselines: As :func:`train_probe`.
+        max_iter: As :func:`train_probe`.
+        precision: As :func:`train_probe`.
+        in_memory: As :func:`train_probe`.
+        progress: A bar over the sites.
+
+    Returns:
+        One result per site.
+
+    Raises:
+        ValueError: For no sites or bad arguments (as :func:`train_probe`).
+
+    Example:
+        >>> layerwise = train_layerwise_probes(acts, corpus.flat_labels("upos"))
+        >>> layerwise.plot()  # accuracy and selectivity by layer
+    """
     chosen = [activations.check_site(s) for s in sites] if sites is not None else activations.sites
     if not chosen:
         raise ValueError("no sites to probe")
