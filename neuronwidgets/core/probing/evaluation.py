@@ -45,12 +45,23 @@ ABLATIONS = ("zero", "mean")
 class RankingAblation(Result):
     """Probe accuracy under ablation, for one ranking.
 
-    ``percents`` (float64 ``[K]``) and ``counts`` (int64 ``[K]``, neurons in each selection). ``keep_*``:
-    accuracy when only the selected neurons are kept; ``zero_*``: when the selected neurons are ablated.
-    ``*_top`` / ``*_bottom``: float64 ``[K]``; ``*_random``: float64 ``[draws, K]`` (nested random
-    selections, one permutation per draw). ``full``: the probe with every neuron; ``majority``: the
-    majority-class baseline. Accuracy is Pearson's r for regression probes. ``ablation``: what an ablated
-    neuron was set to, ``"zero"`` (raw 0) or ``"mean"`` (its training mean).
+    Made by :func:`evaluate_ranking`. Accuracy is Pearson's r for regression probes.
+
+    Attributes:
+        method: The ranking's method.
+        percents: Float64 ``[K]``, the sizes as % of the neurons.
+        counts: Int64 ``[K]``, neurons in each selection.
+        keep_top: Float64 ``[K]``, accuracy when only the top neurons are kept.
+        keep_random: Float64 ``[draws, K]`` (nested random selections, one permutation per draw).
+        keep_bottom: Float64 ``[K]``.
+        zero_top: Float64 ``[K]``, accuracy when the top neurons are ablated.
+        zero_random: Float64 ``[draws, K]``.
+        zero_bottom: Float64 ``[K]``.
+        full: The probe with every neuron.
+        majority: The majority-class baseline.
+        part: The rows scored, ``"test"`` or ``"dev"``.
+        meta: How it was computed.
+        ablation: What an ablated neuron was set to, ``"zero"`` (raw 0) or ``"mean"`` (its training mean).
     """
 
     method: str
@@ -153,9 +164,29 @@ def evaluate_ranking(
     neurons by ``ranking``, on the ``part`` ("test" or "dev") rows of its split (no retraining: this
     measures what the trained probe relies on).
 
-    ``ablation``: ``"zero"`` (default; NeuroX and Dalvi et al. 2019) sets an ablated neuron's raw
-    activation to 0; ``"mean"`` sets it to its training mean. ``progress``: a bar over the sizes (``None``:
-    shown for large probes, over 50M products in all)."""
+    Args:
+        result: A trained probe's result.
+        ranking: An order of (at least) the probe's neurons.
+        activations: The activations the probe was trained on.
+        labels: Its labels.
+        percents: The sizes, as % of the probe's neurons.
+        draws: Random selections per size.
+        seed: Seed of the random selections.
+        part: ``"test"`` or ``"dev"``.
+        ablation: ``"zero"`` (default; NeuroX and Dalvi et al. 2019) sets an ablated neuron's raw
+            activation to 0; ``"mean"`` sets it to its training mean.
+        progress: A bar over the sizes (``None``: shown for large probes, over 50M products in all).
+
+    Returns:
+        Accuracy by size for top, random and bottom selections, kept and ablated.
+
+    Raises:
+        TypeError: If ``result`` or ``ranking`` is not of its type.
+        ValueError: For a bad ``part``, ``ablation``, ``draws`` or ``percents``.
+
+    Example:
+        >>> result = train_probe(acts, labels)
+        >>> evaluate_ranking(result, rank_weight_mass(result), acts, labels).plot()"""
     if not isinstance(result, ProbeResult):
         raise TypeError(f"result must be a ProbeResult (from train_probe), got {type(result).__name__}")
     if not isinstance(ranking, NeuronRanking):
@@ -287,10 +318,19 @@ class MinimalSubset(Result):
     """The smallest top-of-ranking neuron set whose retrained probe reaches ``target × full`` accuracy on
     the selection part (dev, or test when the split has no dev part).
 
-    ``neurons``: the subset (ranking order); ``accuracy``: its selection-part accuracy; ``result``: its
-    :class:`ProbeResult` (held-out test scores in ``result.test``); ``full``: the all-neuron accuracy
-    on the selection part; ``sizes``/``accuracies`` (``[T]``): every size tried, in the order tried.
-    ``reached`` is False when even all neurons fall short (then ``neurons`` is the whole ranking).
+    Made by :func:`train_minimal_probe`.
+
+    Attributes:
+        neurons: The subset (ranking order).
+        accuracy: Its selection-part accuracy.
+        full: The all-neuron accuracy on the selection part.
+        target: The share of ``full`` asked for.
+        part: The selection part, ``"dev"`` or ``"test"``.
+        result: Its :class:`~neuronwidgets.core.ProbeResult` (held-out test scores in ``result.test``).
+        sizes: ``[T]``, every size tried, in the order tried.
+        accuracies: ``[T]``, the accuracy of each size tried.
+        method: The ranking's method.
+        reached: False when even all neurons fall short (then ``neurons`` is the whole ranking).
     """
 
     neurons: tuple[str, ...]
@@ -362,7 +402,26 @@ def train_minimal_probe(
     (accuracy is close to monotone in the size, so this needs about ``2·log2(size)`` probes). Accuracy is
     measured on the dev part (test when there is none); the full accuracy comes from ``reference`` (a
     probe on the same neurons and split) or from a probe trained here on every ranked neuron.
-    ``probe_kwargs`` go to :func:`train_probe` (e.g. ``l1``, ``l2``, ``max_iter``).
+
+    Args:
+        activations: The activations.
+        labels: One label per row.
+        ranking: The order to take neurons in.
+        target: Share of the full accuracy to recover, in (0, 1].
+        reference: A probe on the same neurons and split, for the full accuracy.
+        split: As :func:`~neuronwidgets.core.train_probe`.
+        seed: As :func:`~neuronwidgets.core.train_probe`.
+        **probe_kwargs: Go to :func:`~neuronwidgets.core.train_probe` (e.g. ``l1``, ``l2``, ``max_iter``).
+
+    Returns:
+        The subset, its probe and every size tried.
+
+    Raises:
+        ValueError: For a ``target`` outside (0, 1] or a ``probe_kwargs`` key this function sets itself.
+
+    Example:
+        >>> subset = train_minimal_probe(acts, labels, rank_weight_mass(result), target=0.97)
+        >>> len(subset.neurons), subset.result.test.accuracy
     """
     if not 0 < target <= 1:
         raise ValueError(f"target must be in (0, 1], got {target}")

@@ -50,6 +50,21 @@ def rank_weight_mass(probe: Probe | ProbeResult, *, search_stride: int | None = 
 
     Scores: ``1 − entry share`` (1 for each class's top neuron). ``class_scores``: each neuron's share of
     each class's weight mass (``|w_cn| / Σ_n |w_cn|``), which gives per-class top neurons.
+
+    Args:
+        probe: A trained probe (or its result).
+        search_stride: ``None`` for the continuous sweep, or NeuroX's steps per 100 % (100: 1 % steps).
+
+    Returns:
+        Every input neuron of the probe, best first.
+
+    Raises:
+        TypeError: If ``probe`` is not a :class:`~neuronwidgets.core.Probe` or ``ProbeResult``.
+        ValueError: For a ``search_stride`` that is not a positive int.
+
+    Example:
+        >>> ranking = rank_weight_mass(train_probe(acts, corpus.flat_labels("upos")))
+        >>> ranking.to_frame().head()
     """
     p = probe.probe if isinstance(probe, ProbeResult) else probe
     if not isinstance(p, Probe):
@@ -193,6 +208,22 @@ def rank_probeless(
     :class:`Split`; default 80/10/10 shuffled with ``seed``, exactly what :func:`train_probe` uses with the
     same arguments), so test rows cannot leak into the ranking by accident; ``"all"`` uses every row;
     or give row positions.
+
+    Args:
+        activations: The activations (rows aligned with ``labels``).
+        labels: One class label per row.
+        sites: Rank whole sites (default all of them).
+        neurons: Or given neuron addresses.
+        rows: ``"train"`` (the training rows of ``split``), ``"all"``, or row positions.
+        split: A :class:`~neuronwidgets.core.Split` or fractions (default 80/10/10 shuffled with ``seed``).
+        seed: Seed of the split.
+        standardize: Divide by each neuron's standard deviation first.
+
+    Returns:
+        The neurons, best first, with per-class scores.
+
+    Example:
+        >>> rank_probeless(acts, corpus.flat_labels("upos")).to_frame().head()
     """
     design = Design(activations, sites=sites, neurons=neurons)
     y, classes = _class_labels(activations, labels)
@@ -278,8 +309,27 @@ def rank_iou(
     the class has (``quantile=None``, so a perfect detector scores 1), or the rows above its ``quantile``
     (e.g. 0.99). ``IoU = |fires ∩ class| / |fires ∪ class|``. With ``signed`` the lowest-activating rows
     count too (a neuron can signal a class by going negative); the better direction is kept. Score: the
-    best IoU over classes; per-class scores: the IoUs. ``rows``/``split``/``seed``: as for
-    :func:`rank_probeless` (default: the training rows only).
+    best IoU over classes; per-class scores: the IoUs.
+
+    Args:
+        activations: The activations (rows aligned with ``labels``).
+        labels: One class label per row.
+        sites: Rank whole sites (default all of them).
+        neurons: Or given neuron addresses.
+        rows: ``"train"`` (the training rows of ``split``), ``"all"``, or row positions.
+        split: A :class:`~neuronwidgets.core.Split` or fractions (default 80/10/10 shuffled with ``seed``).
+        seed: Seed of the split.
+        quantile: Fire on the rows above this quantile (``None``: as many rows as the class has).
+        signed: Let the lowest-activating rows count too.
+
+    Returns:
+        The neurons, best first, with per-class IoUs.
+
+    Raises:
+        ValueError: For a ``quantile`` outside (0, 1).
+
+    Example:
+        >>> rank_iou(acts, corpus.flat_labels("upos"), quantile=0.99).to_frame().head()
     """
     if quantile is not None and not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
@@ -350,6 +400,30 @@ def rank_gaussian(
     Scores: for the ``k`` selected neurons, the gain in estimated mutual information ``I(X_S; Y)`` in bits
     when each was added; the other neurons follow, ordered by their information alone (their score).
     ``meta["information"]``: the estimate after each step.
+
+    Args:
+        activations: The activations (rows aligned with ``labels``).
+        labels: One class label per row.
+        sites: Rank whole sites (default all of them).
+        neurons: Or given neuron addresses.
+        k: Neurons selected greedily.
+        covariance: ``"full"`` or ``"diag"``.
+        split: A :class:`~neuronwidgets.core.Split` or fractions (default 80/10/10 shuffled with ``seed``).
+        seed: Seed of the split and the row samples.
+        max_train_rows: Training rows sampled to estimate the Gaussians.
+        max_dev_rows: Dev rows sampled to score them.
+        shrinkage: Pseudo-rows of the pooled within-class covariance.
+        progress: A bar over the ``k`` steps.
+
+    Returns:
+        The ``k`` selected neurons first, in order, then the others.
+
+    Raises:
+        ValueError: For an unknown ``covariance``, a ``k`` out of range, or fewer than two classes.
+
+    Example:
+        >>> ranking = rank_gaussian(acts, corpus.flat_labels("upos"), k=10, sites="layer.3.resid")
+        >>> ranking.meta["information"]
     """
     if covariance not in ("full", "diag"):
         raise ValueError(f"covariance must be 'full' or 'diag', got {covariance!r}")
