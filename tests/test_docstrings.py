@@ -45,9 +45,7 @@ OUTSTANDING: set[str] = {
     "IntegratedHessians",
     "Intervention",
     "LayerAttribution",
-    "NeuronClusters",
     "QuantileSamples",
-    "RedundancyProbes",
     "ShapleyTaylorInteraction",
     "TokenAttribution",
     "TokenInteractions",
@@ -61,7 +59,6 @@ OUTSTANDING: set[str] = {
     "attribute_neurons",
     "attribute_tokens",
     "check_concept_ablation",
-    "cluster_neurons",
     "compare_faithfulness",
     "explain_neurons",
     "faithfulness_curves",
@@ -74,7 +71,6 @@ OUTSTANDING: set[str] = {
     "quantile_samples",
     "steering_values",
     "top_activations",
-    "train_redundancy_probes",
     "word_types",
 }
 

@@ -39,9 +39,16 @@ LINKAGES = ("average", "complete", "single")
 class NeuronClusters(Result):
     """Neurons grouped by correlation.
 
-    ``neurons``: addresses ``[N]``; ``labels``: int64 ``[N]``, the cluster of each neuron (clusters are
-    numbered by size, largest first); ``representatives``: one neuron per cluster ``[K]`` (the member most
-    correlated with the others, or chosen as asked); ``threshold``: the cut on ``1 − |ρ|``.
+    Made by :func:`cluster_neurons`.
+
+    Attributes:
+        neurons: Addresses ``[N]``.
+        labels: Int64 ``[N]``, the cluster of each neuron (clusters are numbered by size, largest first).
+        representatives: One neuron per cluster ``[K]`` (the member most correlated with the others, or
+            chosen as asked).
+        threshold: The cut on ``1 − |ρ|``.
+        linkage: ``"average"``, ``"complete"`` or ``"single"``.
+        meta: How it was computed.
     """
 
     neurons: tuple[str, ...]
@@ -329,13 +336,32 @@ def cluster_neurons(
 ) -> NeuronClusters:
     """Cluster neurons whose activations are highly correlated (Dalvi et al. 2020).
 
-    ``threshold``: the cut on the distance ``1 − |ρ|`` (0.3: on average ``|ρ| ≥ 0.7`` within a cluster for
-    average linkage, every pair for complete linkage). ``max_rows``: correlations are estimated on this
-    many randomly chosen words (standard error about ``1/√max_rows``; None for all). ``representative``:
-    ``"medoid"`` (the member with the highest total ``|ρ|`` to the others), ``"random"`` (as the paper) or
-    ``"first"``. ``precision``: as :func:`~neuronwidgets.core.probing.train_probe` (for the block
-    products that find the candidate pairs). ``progress``: a bar over the groups of candidate neurons
-    being linked (``None``: shown for 2,000 neurons or more).
+    Args:
+        activations: The activations.
+        threshold: The cut on the distance ``1 − |ρ|`` (0.3: on average ``|ρ| ≥ 0.7`` within a cluster for
+            average linkage, every pair for complete linkage).
+        sites: Cluster whole sites (default all of them).
+        neurons: Or given neuron addresses.
+        linkage: ``"average"``, ``"complete"`` or ``"single"``.
+        max_rows: Correlations are estimated on this many randomly chosen words (standard error about
+            ``1/√max_rows``; None for all).
+        seed: Seed of the row sample (and of ``"random"`` representatives).
+        representative: ``"medoid"`` (the member with the highest total ``|ρ|`` to the others),
+            ``"random"`` (as the paper) or ``"first"``.
+        precision: As :func:`~neuronwidgets.core.probing.train_probe` (for the block products that find
+            the candidate pairs).
+        progress: A bar over the groups of candidate neurons being linked (``None``: shown for 2,000
+            neurons or more).
+
+    Returns:
+        The clusters and their representatives.
+
+    Raises:
+        ValueError: For a threshold outside [0, 1) or an unknown linkage or representative.
+
+    Example:
+        >>> clusters = cluster_neurons(acts, threshold=0.3, sites="layer.3.mlp")
+        >>> len(clusters.representatives), clusters.to_frame().head()
     """
     design = Design(activations, sites=sites, neurons=neurons)
     return _cluster(
@@ -354,8 +380,13 @@ def cluster_neurons(
 class RedundancyProbes(Result):
     """Probe accuracy with only cluster representatives, at several thresholds.
 
-    ``thresholds`` (float64 ``[T]``); ``clusters[i]`` and ``results[i]`` for ``thresholds[i]``;
-    ``full``: the probe on every neuron (same split and settings).
+    Made by :func:`train_redundancy_probes`.
+
+    Attributes:
+        thresholds: Float64 ``[T]``.
+        clusters: ``clusters[i]`` for ``thresholds[i]``.
+        results: ``results[i]``, the probe on the representatives at ``thresholds[i]``.
+        full: The probe on every neuron (same split and settings).
     """
 
     thresholds: np.ndarray
@@ -430,8 +461,29 @@ def train_redundancy_probes(
     **probe_kwargs: Any,
 ) -> RedundancyProbes:
     """Cluster at each threshold (one correlation pass for all) and train a probe on the representatives
-    only, beside the probe on every neuron (same split; ``probe_kwargs`` go to
-    :func:`~neuronwidgets.core.probing.train_probe`)."""
+    only, beside the probe on every neuron (same split).
+
+    Args:
+        activations: The activations.
+        labels: One label per row.
+        thresholds: The cuts on ``1 − |ρ|``.
+        sites: As :func:`cluster_neurons`.
+        neurons: As :func:`cluster_neurons`.
+        linkage: As :func:`cluster_neurons`.
+        max_rows: As :func:`cluster_neurons`.
+        split: As :func:`~neuronwidgets.core.probing.train_probe`.
+        seed: As :func:`~neuronwidgets.core.probing.train_probe`.
+        representative: As :func:`cluster_neurons`.
+        **probe_kwargs: Go to :func:`~neuronwidgets.core.probing.train_probe`.
+
+    Returns:
+        Clusters and probe results by threshold, and the full probe.
+
+    Raises:
+        ValueError: For no thresholds, or bad clustering or probe arguments.
+
+    Example:
+        >>> train_redundancy_probes(acts, labels, thresholds=(0.1, 0.3, 0.5)).plot()"""
     if not len(thresholds):
         raise ValueError("give at least one threshold")
     design = Design(activations, sites=sites, neurons=neurons)
