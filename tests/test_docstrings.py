@@ -45,12 +45,9 @@ OUTSTANDING: set[str] = {
     "IntegratedHessians",
     "Intervention",
     "LayerAttribution",
-    "QuantileSamples",
     "ShapleyTaylorInteraction",
     "TokenAttribution",
     "TokenInteractions",
-    "TopActivations",
-    "WordTypeSummary",
     "ablate",
     "aggregate_by_concept",
     "align_concepts",
@@ -68,10 +65,7 @@ OUTSTANDING: set[str] = {
     "lexicon_sentiment",
     "predict",
     "predict_logits",
-    "quantile_samples",
     "steering_values",
-    "top_activations",
-    "word_types",
 }
 
 

@@ -84,16 +84,23 @@ def _context(units: Sequence[str], position: int, window: int) -> tuple[str, str
 class TopActivations(TableResult):
     """Each neuron's ``k`` most positive and most negative units over a corpus, and its firing threshold.
 
-    - ``neurons``: addresses ``[n]``, in store order;
-    - ``top_values`` float32 ``[n, k]`` (descending) and ``top_units`` int64 ``[n, k]`` (global unit rows);
-    - ``bottom_values`` float32 ``[n, k]`` (ascending) and ``bottom_units`` int64 ``[n, k]``
-      (``[n, 0]`` when computed with ``bottom=False``);
-    - ``quantile`` and ``thresholds`` float32 ``[n]``: a unit *fires* when its activation is ≥ the
-      neuron's threshold, the ``ceil(quantile · num_units)``-th largest activation (exact);
-    - ``offsets`` int64 ``[num_sentences + 1]``: unit rows of each sentence (unit → sentence, position);
-    - ``sentence_units``: the unit strings of every sentence that appears above, for contexts.
+    Made by :func:`top_activations`. Ties keep the earlier unit. Fewer than ``k`` units in the corpus
+    leave ``-inf`` values and unit ``-1``.
 
-    Ties keep the earlier unit. Fewer than ``k`` units in the corpus leave ``-inf`` values and unit ``-1``.
+    Attributes:
+        neurons: Addresses ``[n]``, in store order.
+        k: Units kept per neuron and direction.
+        top_values: Float32 ``[n, k]``, descending.
+        top_units: Int64 ``[n, k]``, global unit rows.
+        bottom_values: Float32 ``[n, k]``, ascending (``[n, 0]`` when computed with ``bottom=False``).
+        bottom_units: Int64 ``[n, k]`` (``[n, 0]`` likewise).
+        quantile: The firing quantile.
+        thresholds: Float32 ``[n]``: a unit *fires* when its activation is ≥ the neuron's threshold, the
+            ``ceil(quantile · num_units)``-th largest activation (exact).
+        num_units: Units in the corpus.
+        offsets: Int64 ``[num_sentences + 1]``: unit rows of each sentence (unit → sentence, position).
+        sentence_units: The unit strings of every sentence that appears above, for contexts.
+        granularity: ``"word"`` or ``"token"``.
     """
 
     _plot_columns = ("word", "activation")
@@ -219,8 +226,25 @@ def top_activations(
     """Each neuron's ``k`` top-activating (and, with ``bottom``, most negative) units over the corpus,
     with their sentences, and its firing threshold at the top ``quantile`` of units.
 
-    ``neurons``: ``None`` (every neuron), a site (``"layer.3.mlp"``), addresses, or a list of them. One
-    streaming pass over the store; memory is ``O(neurons × (k + quantile · units))`` plus one chunk.
+    One streaming pass over the store; memory is ``O(neurons × (k + quantile · units))`` plus one chunk.
+
+    Args:
+        acts: The activations (an on-disk store works).
+        neurons: ``None`` (every neuron), a site (``"layer.3.mlp"``), addresses, or a list of them.
+        k: Units kept per neuron.
+        quantile: The firing quantile of each neuron's threshold.
+        bottom: Also keep the ``k`` most negative units.
+        progress: A bar over the chunks.
+
+    Returns:
+        Top (and bottom) units, their sentences and the thresholds.
+
+    Raises:
+        ValueError: For a bad ``k`` or ``quantile``, or unknown neurons.
+
+    Example:
+        >>> top = top_activations(acts, "layer.3.mlp", k=10)
+        >>> top.contexts("layer.3.mlp:117")  # the top units in their sentences
     """
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -298,10 +322,20 @@ def _kth_largest(values: np.ndarray, quantile: float) -> float:
 class QuantileSamples(TableResult):
     """Units sampled from each activation quantile bin of one neuron.
 
-    ``quantiles`` ``[n_bins + 1]`` and ``edges`` float32 ``[n_bins + 1]``: the bin boundaries as
-    quantiles and as activations (bin ``b`` holds activations in ``[edges[b], edges[b+1])``, the last bin
-    closed). Per sample ``[m]``: ``bins``, ``units`` (global rows), ``sentences``, ``positions``,
-    ``values``; ``texts[j]`` the sample's unit and ``contexts[j]`` its sentence's units.
+    Made by :func:`quantile_samples`. Bin ``b`` holds activations in ``[edges[b], edges[b+1])``, the last
+    bin closed.
+
+    Attributes:
+        neuron: The neuron's address.
+        quantiles: ``[n_bins + 1]``, the bin boundaries as quantiles.
+        edges: Float32 ``[n_bins + 1]``, the bin boundaries as activations.
+        bins: ``[m]``, each sample's bin.
+        units: ``[m]``, each sample's global unit row.
+        sentences: ``[m]``, each sample's sentence.
+        positions: ``[m]``, each sample's position in its sentence.
+        values: ``[m]``, each sample's activation.
+        texts: ``texts[j]``, the sample's unit.
+        contexts: ``contexts[j]``, its sentence's units.
     """
 
     _plot_columns = ("unit", "activation")
@@ -355,8 +389,24 @@ def quantile_samples(
 ) -> QuantileSamples:
     """Sample ``per_bin`` units from each activation quantile bin of ``neuron``.
 
-    ``quantiles``: a number of equal-mass bins (10: deciles) or explicit boundaries, e.g.
-    ``[0, 0.5, 0.9, 0.99, 0.995, 1]``. Sampling is without replacement, seeded, and ordered by activation.
+    Sampling is without replacement, seeded, and ordered by activation.
+
+    Args:
+        acts: The activations.
+        neuron: The neuron.
+        quantiles: A number of equal-mass bins (10: deciles) or explicit boundaries, e.g.
+            ``[0, 0.5, 0.9, 0.99, 0.995, 1]``.
+        per_bin: Units sampled per bin.
+        seed: Seed of the sample.
+
+    Returns:
+        The samples with their bins, values and contexts.
+
+    Raises:
+        ValueError: For no bins, boundaries that are not increasing within [0, 1], or ``per_bin < 1``.
+
+    Example:
+        >>> quantile_samples(acts, "layer.3.mlp:117", quantiles=10, per_bin=3).to_frame()
     """
     name, values = _neuron_values(acts, neuron)
     if isinstance(quantiles, (int, np.integer)):
@@ -400,9 +450,19 @@ def quantile_samples(
 class WordTypeSummary(TableResult):
     """Which word types activate one neuron, normalised by frequency.
 
-    Per type ``[t]`` (types seen at least ``min_count`` times): ``types``, ``counts`` (occurrences),
-    ``mean`` and ``max`` activation, ``fires`` (occurrences at or above ``threshold``) and
-    ``fire_rate`` = fires / counts. ``threshold``: the top-``quantile`` firing threshold (or the one given).
+    Made by :func:`word_types`; per type ``[t]``, types seen at least ``min_count`` times;
+    ``fire_rate`` = fires / counts.
+
+    Attributes:
+        neuron: The neuron's address.
+        types: ``[t]``, the word types.
+        counts: ``[t]``, occurrences.
+        mean: ``[t]``, mean activation.
+        max: ``[t]``, max activation.
+        fires: ``[t]``, occurrences at or above ``threshold``.
+        threshold: The top-``quantile`` firing threshold (or the one given).
+        quantile: The quantile of the threshold (``None`` when one was given).
+        lowercase: Whether types were lowercased.
     """
 
     _plot_columns = ("type", "mean")
@@ -454,7 +514,22 @@ def word_types(
 ) -> WordTypeSummary:
     """Summarise ``neuron``'s activation per word type (unit string, lowercased by default): how often
     each type occurs, its mean and max activation, and how often it fires (≥ ``threshold``, by default
-    the top-``quantile`` threshold as in :func:`top_activations`)."""
+    the top-``quantile`` threshold as in :func:`top_activations`).
+
+    Args:
+        acts: The activations.
+        neuron: The neuron.
+        min_count: Types seen fewer times are left out.
+        lowercase: Lowercase unit strings into types.
+        threshold: The firing threshold (default: the top-``quantile`` one).
+        quantile: The firing quantile when no ``threshold`` is given.
+
+    Returns:
+        Counts, mean and max activation and firings per type.
+
+    Example:
+        >>> word_types(acts, "layer.3.mlp:117").to_frame(sort="mean").head()
+    """
     name, values = _neuron_values(acts, neuron)
     words = _all_units(acts)
     if lowercase:
