@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sentiment_data import MOVIES, SEED, load_domain, movie_split
 
 from neuronwidgets.core.assets import sentiment_meta_path, sentiment_weights_path
-from neuronwidgets.core.models.loading import MeanPoolClassifier
+from neuronwidgets.core.models.handle import MeanPoolClassifier
 from neuronwidgets.core.models.offline import minilm_path
 
 LABELS = ["negative", "positive"]

@@ -21,6 +21,7 @@ CORE = PKG / "core"
 LAYERS = {
     "assets": 0,
     "display": 0,
+    "plotting": 0,
     "models": 1,
     "results": 2,
     "data": 2,

@@ -573,8 +573,8 @@ def test_top_neurons_move_sentiment_more_than_random_ones(sentiment) -> None:
         act.retain_grad()
         store["act"] = act
 
-    with site_hooks(sentiment, [Site(2, "resid")], keep):
-        logits, _ = sentiment.logits(texts)
+    with site_hooks(sentiment, [Site(2, "resid")], keep):  # ModelHandle.logits runs without autograd
+        logits = sentiment.model(**sentiment.encode(texts)).logits
     logits.gather(1, logits.argmax(-1, keepdim=True)).sum().backward()
     act = store["act"]
     score = (act.grad * act).abs().sum((0, 1)).detach().numpy()

@@ -44,8 +44,8 @@ import torch
 
 from ..display import Result, summary
 from ..models.addresses import Site
+from ..models.handle import ModelHandle
 from ..models.hooks import StopForward, site_hooks
-from ..models.loading import ModelHandle
 from ..plotting import token_xticks
 from ..results import NeuronRanking
 from .methods import Method, _figure, _warn_delta, get_method, math_attention

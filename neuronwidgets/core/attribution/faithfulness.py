@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from ..display import Result, steps_bar, summary
-from ..models.loading import ModelHandle, as_handle
+from ..models.handle import ModelHandle
+from ..models.loading import as_handle
 from .methods import TokenAttribution, attribute_tokens
 from .setup import prepare_text
 

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from ..display import Result, summary
-from ..models.loading import ModelHandle
+from ..models.handle import ModelHandle
 from ..plotting import token_xticks
 from .setup import ScoreModule, TextSetup, prepare_text
 

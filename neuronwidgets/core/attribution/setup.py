@@ -46,8 +46,9 @@ import torch
 from torch import nn
 
 from ..data.corpus import Corpus
-from ..models.loading import ModelHandle, as_handle
-from ..store.extraction import align_tokens
+from ..models.handle import ModelHandle
+from ..models.loading import as_handle
+from ..store.alignment import align_tokens
 
 if TYPE_CHECKING:
     pass

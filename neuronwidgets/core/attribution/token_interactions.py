@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from ..display import Result, summary
-from ..models.loading import ModelHandle
+from ..models.handle import ModelHandle
 from ..plotting import token_xticks
 from .interactions import Archipelago, IntegratedHessians, ShapleyTaylorInteraction
 from .methods import _figure, _warn_delta, get_method, math_attention

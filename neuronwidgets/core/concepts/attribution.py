@@ -25,7 +25,7 @@ import pandas as pd
 from ..display import TableResult, summary
 from ..interventions.effects import AblationComparison, compare_ablations
 from ..models.addresses import parse_neuron
-from ..models.loading import ModelHandle
+from ..models.handle import ModelHandle
 from .alignment import ConceptAlignment
 
 NONE = "(none)"

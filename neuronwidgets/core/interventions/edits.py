@@ -39,8 +39,9 @@ import torch
 
 from ..display import Result, summary
 from ..models.addresses import NeuronAddress, Site, parse_neurons
+from ..models.handle import ModelHandle, Prediction
 from ..models.hooks import site_hooks
-from ..models.loading import ModelHandle, Prediction, as_handle
+from ..models.loading import as_handle
 from .prefix import Edit, has_hooks, prefix_cache
 
 MODES: tuple[str, ...] = ("zero", "mean", "value", "scale")

@@ -20,7 +20,7 @@ import torch
 
 from ..display import TableResult, steps_bar, summary
 from ..models.addresses import NeuronAddress, Site, parse_neuron
-from ..models.loading import ModelHandle
+from ..models.handle import ModelHandle
 from .edits import MODES, Intervention, _check_handle, predict_logits
 
 

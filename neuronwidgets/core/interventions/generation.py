@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 from ..display import Result, clip, summary
+from ..models.handle import ModelHandle
 from ..models.hooks import site_hooks
-from ..models.loading import ModelHandle
 from .edits import Intervention, _check_handle, compile_edits
 
 

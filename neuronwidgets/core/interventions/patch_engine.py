@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.loading import ModelHandle
+from ..models.handle import ModelHandle
 from .prefix import _FINAL_NORMS, _hidden_of, _holds_state, _with_hidden
 
 KINDS = ("resid", "mlp", "attn")

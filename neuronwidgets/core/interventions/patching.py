@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from ..display import Result, listing, number, summary
-from ..models.loading import ModelHandle
+from ..models.handle import ModelHandle
 from ..results import NeuronRanking
 from .edits import _check_handle
 from .patch_engine import Engine, Row, Run, num_heads

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from ..models.addresses import Site
+from ..models.handle import MeanPoolClassifier, ModelHandle
 from ..models.hooks import site_hooks
-from ..models.loading import MeanPoolClassifier, ModelHandle
 
 # An edit maps one site's activation ``[batch, seq, width]`` to its replacement.
 Edit = Callable[[torch.Tensor], torch.Tensor]

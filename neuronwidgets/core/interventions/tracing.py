@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..models.loading import ModelHandle
+from ..models.handle import ModelHandle
 from .edits import _check_handle
 from .patch_engine import Engine
 from .patching import (

@@ -3,7 +3,8 @@ forward hooks on sites, and the offline model packages.
 """
 
 from .addresses import NeuronAddress, Site, parse_neuron, parse_neurons, parse_site
-from .loading import EMBEDDED_MODELS, ModelHandle, Prediction, as_handle, load_model
+from .handle import ModelHandle, Prediction
+from .loading import EMBEDDED_MODELS, as_handle, load_model
 from .runtime import resolve_device
 from .wrapping import wrap_model
 

@@ -21,7 +21,7 @@ from torch import nn
 from .addresses import Site
 
 if TYPE_CHECKING:
-    from .loading import ModelHandle
+    from .handle import ModelHandle
 
 # fn(site, activation) -> replacement activation or None (keep)
 SiteFn = Callable[[Site, torch.Tensor], "torch.Tensor | None"]

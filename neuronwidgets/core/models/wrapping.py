@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .loading import KINDS, ModelHandle, _detect_kind, _make_handle
+from .handle import KINDS, ModelHandle
+from .loading import _detect_kind, _make_handle
 from .runtime import resolve_device
 
 

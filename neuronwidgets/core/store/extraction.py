@@ -12,7 +12,6 @@ their rows concatenated, so the output still has one row per word.
 
 from __future__ import annotations
 
-import bisect
 import copy
 import shutil
 import warnings
@@ -26,9 +25,11 @@ import torch
 
 from ..data.corpus import Corpus, as_corpus
 from ..models.addresses import COMPONENTS, Site
+from ..models.handle import ModelHandle
 from ..models.hooks import run_capturing
-from ..models.loading import ModelHandle, as_handle
+from ..models.loading import as_handle
 from .activations import FORMAT, FORMAT_VERSION, Activations, Chunk
+from .alignment import align_tokens, special_template
 from .fingerprint import corpus_digest, describe_differences, tokenizer_digest, weights_digest
 from .zarrstore import Layout, ZarrStore, is_legacy_store, is_zarr_store
 
@@ -268,7 +269,7 @@ class ExtractionPlan:
             raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
         sites = resolve_sites(handle, layers, components)
         limit = max_length or handle.max_length
-        template = _special_template(handle)
+        template = special_template(handle)
         budget = limit - len(template[0]) - len(template[1])
         if budget < 1:
             raise ValueError(f"max_length={limit} leaves no room for text after the special tokens")
@@ -372,45 +373,6 @@ def _prepare_store(
     elif root.exists() and any(root.iterdir()):
         raise ValueError(f"{root} exists and is not an activation store: choose an empty or new folder")
     return ZarrStore.create(root, plan.meta, fingerprint, plan.layout(), plan.corpus)
-
-
-def _special_template(handle: ModelHandle) -> tuple[list[int], list[int]]:
-    """Special token ids the tokenizer puts before and after a text (e.g. [CLS] … [SEP])."""
-    enc = handle.tokenizer("a", add_special_tokens=True, return_special_tokens_mask=True)
-    ids, mask = enc["input_ids"], enc["special_tokens_mask"]
-    content = [i for i, m in enumerate(mask) if not m]
-    if not content:
-        return [], []
-    return list(ids[: content[0]]), list(ids[content[-1] + 1 :])
-
-
-def align_tokens(
-    text: str, spans: Sequence[tuple[int, int]], offsets: Sequence[tuple[int, int]]
-) -> tuple[list[tuple[int, int]], list[int]]:
-    """Match tokens to words by character offsets: ``(token, word)`` for every token whose characters
-    (leading spaces ignored) overlap a word's span, and each token's first word (``-1`` for none).
-
-    ``spans``: sorted ``(start, end)`` of the words in ``text``; ``offsets``: each token's ``(start, end)``.
-    """
-    starts = [s for s, _ in spans]
-    pairs: list[tuple[int, int]] = []
-    primary: list[int] = []
-    for t, (s, e) in enumerate(offsets):
-        while s < e and text[s].isspace():
-            s += 1
-        first = -1
-        if s < e:
-            w = max(bisect.bisect_right(starts, s) - 1, 0)
-            if spans[w][1] <= s:
-                w += 1
-            while w < len(spans) and spans[w][0] < e:
-                if spans[w][1] > s:
-                    pairs.append((t, w))
-                    if first < 0:
-                        first = w
-                w += 1
-        primary.append(first)
-    return pairs, primary
 
 
 class _Extractor:
