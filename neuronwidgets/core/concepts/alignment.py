@@ -39,13 +39,19 @@ METRICS = ("iou", "precision", "recall")
 class ConceptAlignment(TableResult):
     """How every neuron's firing aligns with every concept.
 
-    - ``neurons`` ``[n]`` and ``concepts`` ``[C]`` (with ``kinds`` ``[C]``);
-    - ``intersection`` int32 ``[n, C]``: units where the neuron fires and the concept holds;
-    - ``fires`` int64 ``[n]``: units where the neuron fires (activation ≥ ``thresholds`` float32 ``[n]``);
-    - ``concept_counts`` int64 ``[C]``: units with each concept; ``num_units``;
-    - ``quantile``: the top fraction the thresholds stand for (``None`` when given explicitly).
+    Made by :func:`align_concepts`. ``precision``, ``recall`` and ``iou`` are float32 ``[n, C]``,
+    computed on access.
 
-    ``precision``, ``recall`` and ``iou`` are float32 ``[n, C]``, computed on access.
+    Attributes:
+        neurons: Addresses ``[n]``.
+        concepts: Concept names ``[C]``.
+        kinds: Their families ``[C]``.
+        intersection: Int32 ``[n, C]``, units where the neuron fires and the concept holds.
+        fires: Int64 ``[n]``, units where the neuron fires (activation ≥ its threshold).
+        concept_counts: Int64 ``[C]``, units with each concept.
+        thresholds: Float32 ``[n]``, the firing thresholds.
+        num_units: Units in the corpus.
+        quantile: The top fraction the thresholds stand for (``None`` when given explicitly).
     """
 
     _plot_columns = ("neuron", "iou")
@@ -211,7 +217,24 @@ def align_concepts(
     of units (0.5%, Mu & Andreas 2020; one extra streaming pass), or ``thresholds``: a
     :class:`~neuronwidgets.core.concepts.selection.TopActivations` (reuses its thresholds: no extra pass), a
     mapping neuron → value, one value for all, or an array aligned with the selected neurons.
-    ``neurons``: ``None`` (all), a site, addresses, or a list of them.
+
+    Args:
+        acts: The activations.
+        concepts: The concepts of the same corpus (same units).
+        neurons: ``None`` (all), a site, addresses, or a list of them.
+        quantile: The top fraction of units a neuron fires on.
+        thresholds: Explicit thresholds instead (see above).
+        progress: A bar over the streaming passes.
+
+    Returns:
+        Counts from which precision, recall and IoU follow.
+
+    Raises:
+        TypeError: If ``concepts`` is not :class:`~neuronwidgets.core.Concepts`.
+
+    Example:
+        >>> alignment = align_concepts(acts, Concepts.from_corpus(corpus), "layer.3.mlp")
+        >>> alignment.ranking("iou").to_frame().head()
     """
     if not isinstance(concepts, Concepts):
         raise TypeError(f"expected Concepts (Concepts.from_corpus(corpus)), got {type(concepts).__name__}")

@@ -36,12 +36,22 @@ NOT_ALIGNED = "(not aligned)"
 class ConceptAttribution(TableResult):
     """Neuron attributions of one prediction, grouped by the concept each neuron is aligned with.
 
-    Per neuron ``[n]`` (the ranking's order): ``neurons``, ``attributions`` float64, ``labels`` (the
-    neuron's concept, or ``(none)`` / ``(not aligned)``) and ``label_scores`` float32 (the alignment score
-    of that concept, NaN when not aligned). Per group ``[m]``, largest share first: ``concepts``,
-    ``totals`` (signed sum of attributions), ``abs_totals``, ``shares`` (``abs_totals`` / total absolute
-    attribution; they sum to 1) and ``counts`` (neurons). ``metric``/``min_score``: how neurons were
-    labelled; ``method``: the ranking's description.
+    Made by :func:`aggregate_by_concept`. Per neuron ``[n]`` in the ranking's order; per group ``[m]``,
+    largest share first.
+
+    Attributes:
+        neurons: ``[n]`` addresses.
+        attributions: Float64 ``[n]``.
+        labels: ``[n]``, the neuron's concept, or ``(none)`` / ``(not aligned)``.
+        label_scores: Float32 ``[n]``, the alignment score of that concept, NaN when not aligned.
+        concepts: ``[m]``, the groups.
+        totals: ``[m]``, signed sum of attributions.
+        abs_totals: ``[m]``, sum of absolute attributions.
+        shares: ``[m]``, ``abs_totals`` / total absolute attribution; they sum to 1.
+        counts: ``[m]``, neurons per group.
+        metric: How neurons were labelled (the alignment metric).
+        min_score: The least alignment score of a label.
+        method: The ranking's description.
     """
 
     _plot_columns = ("concept", "share")
@@ -129,10 +139,25 @@ def aggregate_by_concept(
 ) -> ConceptAttribution:
     """Sum a prediction's neuron attributions by the concept each neuron is aligned with.
 
-    ``ranking``: a :class:`NeuronRanking` of attributions (``neurons`` and ``scores``), or a dict neuron →
-    attribution. ``alignment``: a :class:`~neuronwidgets.core.concepts.ConceptAlignment` (each neuron's
-    best concept by ``metric``, kept when its score is ≥ ``min_score``) or a dict neuron → label (e.g. its
-    formula). ``by``: ``"concept"`` or ``"kind"`` (the concept's family: upos, feats, dep, lexical …).
+    Args:
+        ranking: A :class:`NeuronRanking` of attributions (``neurons`` and ``scores``), or a dict neuron →
+            attribution.
+        alignment: A :class:`~neuronwidgets.core.concepts.ConceptAlignment` (each neuron's best concept by
+            ``metric``, kept when its score is ≥ ``min_score``) or a dict neuron → label (e.g. its formula).
+        metric: ``"iou"``, ``"precision"`` or ``"recall"``.
+        min_score: Least alignment score of a label.
+        by: ``"concept"`` or ``"kind"`` (the concept's family: upos, feats, dep, lexical …).
+
+    Returns:
+        The attribution by concept.
+
+    Raises:
+        TypeError: If ``ranking`` or ``alignment`` is neither of its kinds.
+        ValueError: For an unknown ``metric`` or ``by``, a neuron listed twice, or non-finite attributions.
+
+    Example:
+        >>> ranking = attribute_neurons(model, "Not bad at all.", sites="layer.5.mlp")
+        >>> aggregate_by_concept(ranking, alignment).to_frame()
     """
     if by not in ("concept", "kind"):
         raise ValueError(f"by must be 'concept' or 'kind', got {by!r}")
@@ -189,8 +214,13 @@ def aggregate_by_concept(
 
 @dataclass(frozen=True)
 class ConceptAblation(TableResult):
-    """Switching off every neuron of ``concept`` vs as many random neurons from the same sites:
-    ``comparison.top`` is the concept's ablation, ``comparison.random`` the random draws."""
+    """Switching off every neuron of ``concept`` vs as many random neurons from the same sites (made by
+    :func:`check_concept_ablation`).
+
+    Attributes:
+        concept: The concept.
+        neurons: Its neurons, switched off.
+        comparison: ``comparison.top`` is the concept's ablation, ``comparison.random`` the random draws."""
 
     _plot_columns = (None, "delta_prob")
 
@@ -231,7 +261,29 @@ def check_concept_ablation(
 ) -> ConceptAblation:
     """Switch off every neuron labelled ``concept`` in ``attribution`` and, ``n_random`` times, as many
     random neurons (the same number per site, none of the concept's), and measure how each changes the
-    predictions on ``texts``. ``mode``: ``"zero"`` or ``"mean"`` (with ``reference`` texts)."""
+    predictions on ``texts``.
+
+    Args:
+        model: A loaded model or a model name.
+        texts: One text or several.
+        attribution: Its neuron labels say which neurons are the concept's.
+        concept: The concept (a group of ``attribution``).
+        n_random: Random draws.
+        seed: Seed of the draws.
+        mode: ``"zero"`` or ``"mean"`` (with ``reference`` texts).
+        reference: Texts whose mean activation ``"mean"`` uses.
+        batch_size: Texts per forward pass.
+
+    Returns:
+        The concept's ablation beside the random draws.
+
+    Raises:
+        ValueError: For a concept ``attribution`` does not have, or as
+            :func:`~neuronwidgets.core.compare_ablations`.
+
+    Example:
+        >>> check_concept_ablation(model, texts, aggregate_by_concept(ranking, alignment), "upos=ADJ")
+    """
     neurons = attribution.neurons_of(concept)
     comparison = compare_ablations(
         model,

