@@ -63,7 +63,12 @@ _WORDS = {"and": "AND", "or": "OR"}
 class Formula:
     """A logical form over concept names: a concept (``op="concept"``, ``name``), ``NOT`` of a formula,
     or ``AND`` / ``OR`` of two. ``str()`` prints it with parentheses around inner ``AND``/``OR``:
-    ``(NOUN AND NOT Number=Plur) OR PROPN``; :meth:`parse` reads that form back."""
+    ``(NOUN AND NOT Number=Plur) OR PROPN``; :meth:`parse` reads that form back.
+
+    Attributes:
+        op: ``"concept"``, ``"not"``, ``"and"`` or ``"or"``.
+        name: The concept name (``op="concept"``).
+        args: The operands (one for ``NOT``, two for ``AND``/``OR``)."""
 
     op: str
     name: str = ""
@@ -177,7 +182,17 @@ class FormulaExplanation(TableResult):
     """One neuron's compositional explanation: the best ``formula`` with its ``iou``, ``precision``
     (share of firing units where it holds) and ``recall`` (share of its units where the neuron fires);
     ``beam``: the final beam, ``(formula, iou)`` best first; ``threshold`` and ``fires`` describe the
-    neuron's firing units."""
+    neuron's firing units.
+
+    Attributes:
+        neuron: The address.
+        formula: The best formula.
+        iou: Its IoU with the firing units.
+        precision: Share of firing units where it holds.
+        recall: Share of its units where the neuron fires.
+        threshold: The firing threshold.
+        fires: Firing units.
+        beam: The final beam."""
 
     _plot_columns = ("formula", "iou")
 
@@ -211,10 +226,23 @@ class FormulaExplanation(TableResult):
 class CompositionalExplanations(TableResult):
     """Compositional explanations of ``n`` neurons.
 
-    ``neurons`` ``[n]``; ``formulas`` ``[n]`` (:class:`Formula`); float32 ``[n]``: ``iou``, ``precision``,
-    ``recall``, ``thresholds``, ``single_iou`` (the best single concept's IoU, for comparison); int64
-    ``[n]``: ``lengths``, ``fires``; ``single`` ``[n]``: the best single concept; ``beams`` ``[n]``: each
-    final beam. ``max_length``, ``beam_size``, ``quantile`` (``None`` for given thresholds) are the settings.
+    Made by :func:`explain_neurons`; every array is ``[n]``, one entry per neuron.
+
+    Attributes:
+        neurons: Addresses.
+        formulas: The best :class:`Formula` of each.
+        iou: Float32.
+        precision: Float32.
+        recall: Float32.
+        lengths: Int64, concepts in each formula.
+        thresholds: Float32, firing thresholds.
+        fires: Int64, firing units.
+        single: The best single concept.
+        single_iou: Float32, its IoU, for comparison.
+        beams: Each final beam, ``(formula, iou)`` best first.
+        max_length: The search setting.
+        beam_size: The search setting.
+        quantile: The firing quantile (``None`` for given thresholds).
     """
 
     _plot_columns = ("neuron", "iou")
@@ -450,12 +478,33 @@ def explain_neurons(
     """Compositional explanations (Mu & Andreas 2020) of ``neurons``: for each, the formula of at most
     ``max_length`` concepts whose units best match (IoU) the units where it fires.
 
-    ``neurons``: a site, addresses, or a list of them (``None``: every neuron, which takes a while).
-    Firing: activation ≥ threshold, by default the top ``quantile`` of units; ``thresholds`` reuses
-    those of a :class:`~neuronwidgets.core.concepts.selection.TopActivations` or
-    :class:`~neuronwidgets.core.concepts.ConceptAlignment` (no extra pass), or takes values.
-    ``ops``: from ``"and"``, ``"or"``, ``"and not"``, ``"or not"``. Firing masks are read in batches of
-    at most ``max_batch_bytes`` (one streaming pass per batch).
+    Firing: activation ≥ threshold, by default the top ``quantile`` of units. Firing masks are read in
+    batches of at most ``max_batch_bytes`` (one streaming pass per batch).
+
+    Args:
+        acts: The activations.
+        concepts: The concepts of the same corpus.
+        neurons: A site, addresses, or a list of them (``None``: every neuron, which takes a while).
+        max_length: Most concepts in a formula.
+        beam_size: Formulas kept per search step.
+        primitives: Best single concepts a formula is built from.
+        ops: From ``"and"``, ``"or"``, ``"and not"``, ``"or not"``.
+        quantile: The top fraction of units a neuron fires on.
+        thresholds: Reuses those of a :class:`~neuronwidgets.core.concepts.selection.TopActivations` or
+            :class:`~neuronwidgets.core.concepts.ConceptAlignment` (no extra pass), or takes values.
+        max_batch_bytes: Memory for one batch of firing masks.
+        progress: A bar over the neurons.
+
+    Returns:
+        One formula per neuron, with its scores and beam.
+
+    Raises:
+        TypeError: If ``concepts`` is not :class:`~neuronwidgets.core.Concepts`.
+        ValueError: For sizes below 1, an unknown operator, or no concepts.
+
+    Example:
+        >>> explained = explain_neurons(acts, Concepts.from_corpus(corpus), "layer.3.mlp", max_length=3)
+        >>> explained.to_frame().head()
     """
     if not isinstance(concepts, Concepts):
         raise TypeError(f"expected Concepts (Concepts.from_corpus(corpus)), got {type(concepts).__name__}")
