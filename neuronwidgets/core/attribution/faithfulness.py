@@ -40,14 +40,23 @@ def _auc(fractions: np.ndarray, values: np.ndarray) -> float:
 class FaithfulnessCurves(Result):
     """Deletion and insertion curves of one attribution; ``n`` units, ``n + 1`` points each.
 
-    - ``fractions``: float ``[n + 1]``, share of units removed (deletion) or inserted (insertion);
-    - ``deletion`` / ``insertion``: float ``[n + 1]``, the target's probability along the attribution order
-      ``order`` (unit indices, highest score first);
-    - ``random_deletion`` / ``random_insertion``: float ``[n + 1]``, the mean over ``n_random`` random
-      orders; the ``*_auc`` fields are the areas under each curve (trapezoid rule over ``fractions``).
-
-    Lower ``deletion_auc`` and higher ``insertion_auc`` than the random ones mean a more faithful
+    Made by :func:`faithfulness_curves`. The ``*_auc`` properties are the areas under each curve
+    (trapezoid rule over ``fractions``). Lower ``deletion_auc`` and higher ``insertion_auc`` than the random ones mean a more faithful
     attribution.
+
+    Attributes:
+        text: The input.
+        method: The attribution method.
+        target: What was explained.
+        level: ``"word"`` or ``"token"``.
+        units: The ``n`` units.
+        order: Unit indices, highest score first (the attribution order).
+        fractions: Float ``[n + 1]``, share of units removed (deletion) or inserted (insertion).
+        deletion: Float ``[n + 1]``, the target's probability along ``order``, removing.
+        insertion: Float ``[n + 1]``, the same, inserting.
+        random_deletion: Float ``[n + 1]``, the mean over ``n_random`` random orders.
+        random_insertion: Float ``[n + 1]``, likewise.
+        n_random: Random orders.
     """
 
     text: str
@@ -159,7 +168,26 @@ def faithfulness_curves(
 ) -> FaithfulnessCurves:
     """Deletion and insertion curves of ``attribution`` (from :func:`attribute_tokens` on ``model``),
     by ``level`` (``"word"`` or ``"token"``), against the mean of ``n_random`` random orders.
-    ``progress``: a bar over the forward batches (``None``: shown for 20 batches or more)."""
+
+    Args:
+        model: The model the attribution is of.
+        attribution: A token attribution.
+        level: ``"word"`` or ``"token"``.
+        n_random: Random orders.
+        seed: Seed of the random orders.
+        batch_size: Texts per forward pass.
+        progress: A bar over the forward batches (``None``: shown for 20 batches or more).
+
+    Returns:
+        The deletion and insertion curves and their random baselines.
+
+    Raises:
+        TypeError: If ``attribution`` is not a :class:`TokenAttribution`.
+        ValueError: For ``n_random < 1`` or an attribution of another tokenisation.
+
+    Example:
+        >>> attribution = attribute_tokens(model, "Not bad at all.")
+        >>> faithfulness_curves(model, attribution).plot()"""
     if not isinstance(attribution, TokenAttribution):
         raise TypeError(f"attribution must be a TokenAttribution, got {type(attribution).__name__}")
     if n_random < 1:
@@ -216,7 +244,12 @@ def faithfulness_curves(
 
 @dataclass(frozen=True)
 class FaithfulnessComparison(Result):
-    """Faithfulness curves of several methods on the same text, target and random orders."""
+    """Faithfulness curves of several methods on the same text, target and random orders (made by
+    :func:`compare_faithfulness`).
+
+    Attributes:
+        curves: One :class:`FaithfulnessCurves` per method.
+        attributions: The attribution each curve is of."""
 
     curves: tuple[FaithfulnessCurves, ...]
     attributions: tuple[TokenAttribution, ...]
@@ -266,8 +299,28 @@ def compare_faithfulness(
     **attribution_kwargs: Any,
 ) -> FaithfulnessComparison:
     """Attribute ``text`` with each of ``methods`` and compare their deletion/insertion curves (same target,
-    same random orders). ``attribution_kwargs`` go to :func:`attribute_tokens` (e.g. ``baseline``).
-    ``progress``: a bar over the methods (``None``: shown for 3 methods or more)."""
+    same random orders).
+
+    Args:
+        model: A loaded model or a model name.
+        text: The input.
+        methods: Token attribution methods.
+        target: What to explain (``None``: the top prediction).
+        level: ``"word"`` or ``"token"``.
+        n_random: Random orders.
+        seed: Seed of the random orders.
+        batch_size: Texts per forward pass.
+        progress: A bar over the methods (``None``: shown for 3 methods or more).
+        **attribution_kwargs: Go to :func:`attribute_tokens` (e.g. ``baseline``).
+
+    Returns:
+        The curves of every method.
+
+    Raises:
+        ValueError: For no methods, or as :func:`faithfulness_curves`.
+
+    Example:
+        >>> compare_faithfulness("minilm-sentiment", "Not bad at all.").to_frame()"""
     if isinstance(methods, str):
         methods = [methods]
     if not methods:

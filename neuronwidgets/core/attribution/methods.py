@@ -109,7 +109,21 @@ def _normalise(name: str) -> str:
 
 
 def get_method(name: str, level: str = "token") -> Method:
-    """The :class:`Method` called ``name`` (or an alias) at ``level``; the error lists the choices."""
+    """The :class:`Method` called ``name`` (or an alias) at ``level``; the error lists the choices.
+
+    Args:
+        name: A method name or alias (``"integrated-gradients"``, ``"ig"``, ...); see :data:`METHODS`.
+        level: Where it attributes: ``"token"``, ``"layer"``, ``"neuron"`` or ``"interaction"``.
+
+    Returns:
+        The method.
+
+    Raises:
+        TypeError: If ``name`` is not a string.
+        ValueError: For an unknown level or method.
+
+    Example:
+        >>> get_method("integrated-gradients").captum"""
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}: choose from {', '.join(LEVELS)}")
     if not isinstance(name, str):
