@@ -184,15 +184,25 @@ def math_attention() -> Iterator[None]:
 class TokenAttribution(Result):
     """How much each input token (and word) contributed to one prediction.
 
-    - ``tokens``: the ``T`` model tokens, special tokens included; ``special``: bool ``[T]``, tokens the
-      baseline keeps (their score is 0 by construction);
-    - ``token_scores``: float ``[T]``, attribution per token, summed over the hidden dimension;
-    - ``words`` / ``word_scores``: ``W`` words of the text and float ``[W]`` scores (sum of their tokens);
-    - ``token_words``: int ``[T]``, first word of each token (``-1``: none);
-    - ``target`` / ``target_id``: what was explained; ``prob``: its probability on the input;
-      ``output``: ``"prob"``, ``"logit"`` or ``"log-prob"`` (the attributed quantity);
-    - ``delta``: convergence delta of path methods (``None`` for the others); ``output_difference``:
-      ``F(input) − F(baseline)`` where known (path methods), else ``None``.
+    Made by :func:`attribute_tokens`.
+
+    Attributes:
+        text: The input.
+        method: The attribution method.
+        target: What was explained.
+        target_id: Its class index or token id.
+        output: ``"prob"``, ``"logit"`` or ``"log-prob"`` (the attributed quantity).
+        baseline: The baseline used.
+        tokens: The ``T`` model tokens, special tokens included.
+        special: Bool ``[T]``, tokens the baseline keeps (their score is 0 by construction).
+        token_scores: Float ``[T]``, attribution per token, summed over the hidden dimension.
+        words: The ``W`` words of the text.
+        word_scores: Float ``[W]`` (sum of their tokens).
+        token_words: Int ``[T]``, first word of each token (``-1``: none).
+        prob: The target's probability on the input.
+        delta: Convergence delta of path methods (``None`` for the others).
+        output_difference: ``F(input) − F(baseline)`` where known (path methods), else ``None``.
+        params: The method's settings.
     """
 
     text: str
@@ -298,19 +308,35 @@ def attribute_tokens(
 ) -> TokenAttribution:
     """Attribute one prediction on ``text`` to its tokens and words with ``method`` (see :data:`METHODS`).
 
-    - ``target``: a classifier label (name or index), a next token (one-token string or id) for causal
-      LMs, the masked token for masked LMs; ``None`` explains the current top prediction.
-    - ``output``: the explained quantity, ``"prob"`` (default), ``"logit"`` or ``"log-prob"``.
-    - ``baseline``: ``"pad"`` (default), ``"mask"``, ``"unk"``, ``"zero"`` or a token id; special tokens
-      are kept (module docstring). ``keep_first``: keep the first content token too (``True``), never
-      (``False``), or when the model is a causal LM without BOS (``"auto"``, default; see
-      ``prepare_text`` in ``setup.py``).
-    - ``n_steps``: integration steps of Integrated Gradients; ``n_samples``: samples of GradientSHAP (25),
-      KernelSHAP (200) and Shapley value sampling (25 permutations); ``window``: tokens per occlusion
-      window; ``internal_batch_size``: rows per forward pass (default about 4,096 tokens per batch);
-      ``seed``: for the sampling methods (the global random state is left untouched).
-    - ``delta_tolerance``: warn when a path method's ``|delta|`` exceeds this fraction of
-      ``|F(input) − F(baseline)|``.
+    Args:
+        model: A loaded model or a model name, with a prediction head.
+        text: The input.
+        method: A name in :data:`METHODS`.
+        target: A classifier label (name or index), a next token (one-token string or id) for causal
+            LMs, the masked token for masked LMs; ``None`` explains the current top prediction.
+        output: The explained quantity, ``"prob"`` (default), ``"logit"`` or ``"log-prob"``.
+        baseline: ``"pad"`` (default), ``"mask"``, ``"unk"``, ``"zero"`` or a token id; special tokens
+            are kept (module docstring).
+        keep_first: Keep the first content token too (``True``), never (``False``), or when the model is
+            a causal LM without BOS (``"auto"``, default; see ``prepare_text`` in ``setup.py``).
+        n_steps: Integration steps of Integrated Gradients.
+        n_samples: Samples of GradientSHAP (25), KernelSHAP (200) and Shapley value sampling (25
+            permutations).
+        internal_batch_size: Rows per forward pass (default about 4,096 tokens per batch).
+        window: Tokens per occlusion window.
+        seed: For the sampling methods (the global random state is left untouched).
+        delta_tolerance: Warn when a path method's ``|delta|`` exceeds this fraction of
+            ``|F(input) − F(baseline)|``.
+
+    Returns:
+        Scores per token and per word, with the convergence check.
+
+    Raises:
+        ValueError: For an unknown method or target, or a bad ``n_steps``, ``window`` or ``n_samples``.
+
+    Example:
+        >>> attribution = attribute_tokens("minilm-sentiment", "Not bad at all.", "integrated-gradients")
+        >>> attribution.to_frame()  # word scores; attribution.delta is the completeness check
     """
     m = get_method(method, "token")
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
