@@ -41,7 +41,7 @@ scripts/check_wheel_models.sh build/wheel/*.whl
 step "the notebooks run headless, top to bottom, into the course pages (build/course: a page each + index)"
 rm -rf build/course && mkdir -p build
 "$PY" -m neuronwidgets course build build/course --only 00_tour 01_visualization_corpus_unsupervised \
-  02_probing 03_ablation 04_causation 05_concepts
+  02_probing 03_ablation 04_causation 05_concepts 06_patching
 step "the practicals' worked solutions run and pass their checkers"
 for nb in notebooks/solutions/*_solutions.ipynb; do
   "$PY" -m jupyter nbconvert --to notebook --execute "$nb" \
