@@ -304,15 +304,30 @@ def _integrate(
 class LayerAttribution(Result):
     """How much each layer (site) at each token position carried the prediction: a layer × token matrix.
 
-    - ``sites``: ``L`` site names (default ``embed.resid``, ``layer.0.resid`` …); ``tokens``: ``T`` model
-      tokens, special tokens included (inner layers carry information at their positions too);
-      ``special``: bool ``[T]``;
-    - ``scores``: float ``[L, T]``, the attribution of each site's activations at each token, summed over
-      neurons; ``word_scores``: float ``[L, W]`` (tokens summed into words; special tokens belong to no
-      word, so a row of ``word_scores`` can sum to less than its row of ``scores``);
-    - ``totals``: float ``[L]``, each row's sum; ``output_difference``: ``F(x) − F(x')``;
-      ``deltas``: float ``[L]``, ``totals`` minus what they should reach (``NaN`` where nothing is
-      conserved: conductance through an MLP site is only part of the change).
+    Made by :func:`attribute_layers`.
+
+    Attributes:
+        text: The input.
+        method: ``"layer-conductance"`` or ``"layer-integrated-gradients"``.
+        target: What was explained.
+        target_id: Its class index or token id.
+        output: The attributed quantity.
+        baseline: The baseline used.
+        sites: ``L`` site names (default ``embed.resid``, ``layer.0.resid`` …).
+        tokens: ``T`` model tokens, special tokens included (inner layers carry information at their
+            positions too).
+        special: Bool ``[T]``.
+        scores: Float ``[L, T]``, the attribution of each site's activations at each token, summed over
+            neurons.
+        words: The ``W`` words.
+        word_scores: Float ``[L, W]`` (tokens summed into words; special tokens belong to no word, so a
+            row of ``word_scores`` can sum to less than its row of ``scores``).
+        totals: Float ``[L]``, each row's sum.
+        deltas: Float ``[L]``, ``totals`` minus what they should reach (``NaN`` where nothing is
+            conserved: conductance through an MLP site is only part of the change).
+        output_difference: ``F(x) − F(x')``.
+        prob: The target's probability on the input.
+        params: The method's settings.
     """
 
     text: str
@@ -385,10 +400,33 @@ def attribute_layers(
 
     ``sites``: default every residual site (``embed.resid`` and each block's output); or ``"mlp"``,
     ``"all"``, a site name or a list. Conductance computes every site in one integration; layer IG
-    integrates once per site. Other arguments as in :func:`~neuronwidgets.core.attribute_tokens`;
-    ``integration``: Captum's approximation method (default Gauss–Legendre, as Captum's
-    ``LayerConductance``; its finite-difference discretisation still differs from ours, see the module
-    docstring).
+    integrates once per site.
+
+    Args:
+        model: A loaded model or a model name, with a prediction head.
+        text: The input.
+        method: ``"layer-conductance"`` or ``"layer-integrated-gradients"``.
+        target: As in :func:`~neuronwidgets.core.attribute_tokens`.
+        sites: Default every residual site (``embed.resid`` and each block's output); or ``"mlp"``,
+            ``"all"``, a site name or a list.
+        output: As in :func:`~neuronwidgets.core.attribute_tokens`.
+        baseline: As in :func:`~neuronwidgets.core.attribute_tokens`.
+        keep_first: As in :func:`~neuronwidgets.core.attribute_tokens`.
+        n_steps: Integration steps.
+        integration: Captum's approximation method (default Gauss–Legendre, as Captum's
+            ``LayerConductance``; its finite-difference discretisation still differs from ours, see the
+            module docstring).
+        internal_batch_size: As in :func:`~neuronwidgets.core.attribute_tokens`.
+        delta_tolerance: As in :func:`~neuronwidgets.core.attribute_tokens`.
+
+    Returns:
+        The layer × token (and layer × word) matrix with its conservation check.
+
+    Raises:
+        ValueError: For an unknown method, site or target (as :func:`~neuronwidgets.core.attribute_tokens`).
+
+    Example:
+        >>> attribute_layers("minilm-sentiment", "Not bad at all.").plot()
     """
     m = get_method(method, "layer")
     setup = prepare_text(model, text, target, output=output, baseline=baseline, keep_first=keep_first)
@@ -450,16 +488,34 @@ def attribute_neurons(
 ) -> NeuronRanking:
     """Rank every neuron of ``sites`` by its attribution to one prediction, computed for all neurons at once.
 
-    - ``sites``: a site (``"layer.3.mlp"``, ``"layer.3.resid"``), a list, ``"mlp"``/``"resid"``/``"all"``
-      (default: the last block's MLP neurons). Neurons of several sites are ranked together.
-    - ``method``: ``"neuron-conductance"`` (default; a neuron's conductance summed over tokens: how much of
-      the change from baseline to input flowed through it) or ``"neuron-integrated-gradients"``
-      (integrated gradients along the straight path in the site's activations, summed over tokens).
-    - ``n_steps`` / ``integration``: default 50 Gauss–Legendre points. Captum's ``NeuronConductance``
-      defaults to ``"riemann_trapezoid"``, about 2 % off the converged integral at 50 steps (ours
-      ≈ 0.06 %); pass ``integration="riemann_trapezoid"`` to reproduce Captum's default numbers.
-    - ``rank_by``: ``"positive"`` (most supporting the target first: switching these off should lower
-      it), ``"absolute"`` or ``"negative"``.
+    Args:
+        model: A loaded model or a model name, with a prediction head.
+        text: The input.
+        sites: A site (``"layer.3.mlp"``, ``"layer.3.resid"``), a list, ``"mlp"``/``"resid"``/``"all"``
+            (default: the last block's MLP neurons). Neurons of several sites are ranked together.
+        method: ``"neuron-conductance"`` (default; a neuron's conductance summed over tokens: how much of
+            the change from baseline to input flowed through it) or ``"neuron-integrated-gradients"``
+            (integrated gradients along the straight path in the site's activations, summed over tokens).
+        target: As in :func:`~neuronwidgets.core.attribute_tokens`.
+        rank_by: ``"positive"`` (most supporting the target first: switching these off should lower
+            it), ``"absolute"`` or ``"negative"``.
+        output: As in :func:`~neuronwidgets.core.attribute_tokens`.
+        baseline: As in :func:`~neuronwidgets.core.attribute_tokens`.
+        keep_first: As in :func:`~neuronwidgets.core.attribute_tokens`.
+        n_steps: Default 50 Gauss–Legendre points. Captum's ``NeuronConductance`` defaults to
+            ``"riemann_trapezoid"``, about 2 % off the converged integral at 50 steps (ours ≈ 0.06 %).
+        integration: Pass ``"riemann_trapezoid"`` to reproduce Captum's default numbers.
+        internal_batch_size: As in :func:`~neuronwidgets.core.attribute_tokens`.
+
+    Returns:
+        A :class:`~neuronwidgets.core.NeuronRanking`, described below.
+
+    Raises:
+        ValueError: For an unknown ``rank_by``, method, site or target.
+
+    Example:
+        >>> ranking = attribute_neurons("minilm-sentiment", "Not bad at all.", "layer.5.mlp")
+        >>> AblationPanel("minilm-sentiment", "Not bad at all.", ranking)
 
     Returns a :class:`~neuronwidgets.core.NeuronRanking` (``method`` = the method's name): ``scores`` is
     the ranking key, higher = more important (the signed attribution for ``"positive"``, its absolute
