@@ -20,7 +20,16 @@ from .edits import Intervention, _check_handle, compile_edits
 @dataclass(frozen=True)
 class Generation(Result):
     """A greedy continuation of ``prompt``: ``text`` (decoded, special tokens left out), the new token
-    ``ids`` and their decoded ``tokens`` (one string per id)."""
+    ``ids`` and their decoded ``tokens`` (one string per id).
+
+    ``str(generation)`` (and :attr:`full_text`) is the prompt followed by the continuation.
+
+    Attributes:
+        prompt: The prompt that was continued.
+        text: The continuation, decoded with special tokens left out.
+        ids: The new token ids, in order.
+        tokens: Each new token decoded on its own (one string per id).
+    """
 
     prompt: str
     text: str
@@ -55,7 +64,31 @@ def generate(
     max_new_tokens: int = 20,
 ) -> Generation | list[Generation]:
     """Continue ``prompt`` greedily (deterministic) with ``interventions`` applied at every position and
-    step; a causal LM only. Prompts run one at a time (no padding). A list of prompts gives a list."""
+    step; a causal LM only. Prompts run one at a time (no padding). A list of prompts gives a list.
+
+    The model's own generation settings are used, made greedy (sampling settings reset); hooks are
+    removed after each prompt, whatever happens.
+
+    Args:
+        model: A causal language model (a handle, or a name such as ``"smollm2"``).
+        prompt: One prompt, or a list of them.
+        interventions: Edits applied during generation (:class:`Intervention`, several, or ``None`` for
+            the clean model).
+        max_new_tokens: How many tokens to add (at least 1; fewer if the model ends the text).
+
+    Returns:
+        A :class:`Generation` for one prompt, a list of them (in order) for a list of prompts.
+
+    Raises:
+        ValueError: If the model is not a causal LM, ``max_new_tokens`` is below 1, no prompt is
+            given, or an intervention names a neuron the model does not have.
+        TypeError: For something that is not an :class:`Intervention` in ``interventions``.
+
+    Example:
+        >>> lm = load_model("smollm2")
+        >>> steer = Intervention.set(steering_values(lm, ["layer.5.mlp:42"], positive_texts))
+        >>> print(generate(lm, "The movie was", steer, max_new_tokens=10))
+    """
     handle = _check_handle(model)
     if handle.kind != "causal-lm":
         raise ValueError(
