@@ -26,215 +26,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from ..display import Result, summary
-from ..models.addresses import NeuronAddress, Site, parse_neurons
+from ..models.addresses import Site, parse_neurons
 from ..models.handle import ModelHandle, Prediction
 from ..models.hooks import site_hooks
 from ..models.loading import as_handle
+from .intervention import (
+    MODES,
+    Intervention,
+    NeuronLike,
+    NeuronValues,
+    _names,
+    _number,
+    as_interventions,
+)
 from .prefix import Edit, has_hooks, prefix_cache
-
-MODES: tuple[str, ...] = ("zero", "mean", "value", "scale")
-
-NeuronLike = str | NeuronAddress
-# neuron → number (a slider state, steering values); Mapping is invariant in its key type, hence the union
-NeuronValues = Mapping[str, float] | Mapping[NeuronAddress, float] | Mapping[NeuronLike, float]
-
-
-@dataclass(frozen=True, init=False)
-class Intervention(Result):
-    """What to do to which neurons.
-
-    ``neurons``: canonical addresses (``"layer.3.mlp:117"``); ``mode``: ``"zero"``, ``"mean"``,
-    ``"value"`` or ``"scale"``; ``values``: one value (``"value"``) or factor (``"scale"``) per neuron,
-    empty for the other modes; ``reference``: the texts whose mean activation ``"mean"`` uses.
-
-    Build one with :meth:`zero`, :meth:`mean`, :meth:`set` or :meth:`scale`, or directly, e.g.
-    ``Intervention(neurons, "scale", 0.5)`` (one number for every neuron, or one each). Instances are
-    hashable and round-trip through :meth:`to_dict` / :meth:`from_dict` (JSON). No neurons means no change.
-    """
-
-    neurons: tuple[str, ...]
-    mode: str
-    values: tuple[float, ...]
-    reference: tuple[str, ...]
-
-    def __init__(
-        self,
-        neurons: NeuronLike | Iterable[NeuronLike],
-        mode: str = "zero",
-        values: float | Iterable[float] | None = None,
-        reference: Iterable[str] | None = None,
-    ) -> None:
-        if isinstance(neurons, (str, NeuronAddress)):
-            neurons = [neurons]
-        names = tuple(n.name for n in parse_neurons(neurons))
-        if mode not in MODES:
-            raise ValueError(f"unknown intervention mode {mode!r}: choose from {', '.join(MODES)}")
-        what = "factor" if mode == "scale" else "value"
-        vals: tuple[float, ...]
-        if mode in ("zero", "mean"):
-            if values is not None and (isinstance(values, (int, float)) or len(tuple(values))):
-                raise ValueError(f"mode {mode!r} takes no values; use mode 'value' or 'scale' to give some")
-            vals = ()
-        elif values is None:
-            raise ValueError(f"mode {mode!r} needs a {what} per neuron (or one for all)")
-        elif isinstance(values, (int, float, np.floating, np.integer)) and not isinstance(values, bool):
-            vals = (float(values),) * len(names)
-        else:
-            vals = tuple(_number(v, what) for v in _values_list(values, what))
-        if mode in ("value", "scale") and len(vals) != len(names):
-            raise ValueError(f"got {len(vals)} {what}s for {len(names)} neurons: give one per neuron")
-        bad = [n for n, v in zip(names, vals) if not math.isfinite(v)]
-        if bad:
-            raise ValueError(f"the {what} for {bad[0]} is not a finite number")
-        big = [(n, v) for n, v in zip(names, vals) if abs(v) > FLOAT32_MAX]
-        if big:
-            raise ValueError(
-                f"the {what} for {big[0][0]} is {big[0][1]:g}, beyond float32's largest number "
-                f"({FLOAT32_MAX:.3g}): the model computes in float32 or narrower, so it would become inf/NaN"
-            )
-        if isinstance(reference, str):
-            raise TypeError("reference must be a list of texts, not one string")
-        ref = tuple(reference or ())
-        if mode == "mean":
-            if not ref and names:
-                raise ValueError(
-                    "mode 'mean' needs a reference corpus: pass reference=[texts...] whose mean activation "
-                    "replaces the neurons'"
-                )
-            if not all(isinstance(t, str) for t in ref):
-                raise TypeError("reference texts must be strings")
-        elif ref:
-            raise ValueError(f"only mode 'mean' uses a reference corpus, not mode {mode!r}")
-        object.__setattr__(self, "neurons", names)
-        object.__setattr__(self, "mode", mode)
-        object.__setattr__(self, "values", vals)
-        object.__setattr__(self, "reference", ref)
-
-    # -- constructors ----------------------------------------------------------------------------
-    @classmethod
-    def zero(cls, neurons: NeuronLike | Iterable[NeuronLike]) -> Intervention:
-        """Set the neurons to zero."""
-        return cls(neurons, "zero")
-
-    @classmethod
-    def mean(cls, neurons: NeuronLike | Iterable[NeuronLike], reference: Sequence[str]) -> Intervention:
-        """Set the neurons to their mean activation over the ``reference`` texts."""
-        return cls(neurons, "mean", reference=reference)
-
-    @classmethod
-    def set(cls, values: NeuronValues) -> Intervention:
-        """Set each neuron to its value (e.g. from :func:`steering_values`)."""
-        return cls(_names(values), "value", [_number(v, "value") for v in _mapping(values).values()])
-
-    @classmethod
-    def scale(cls, factors: NeuronValues) -> Intervention:
-        """Multiply each neuron by its factor: a panel's slider state ``{neuron: factor}``."""
-        return cls(_names(factors), "scale", [_number(v, "factor") for v in _mapping(factors).values()])
-
-    # -- serialisation ---------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"neurons": list(self.neurons), "mode": self.mode}
-        if self.values:
-            out["values"] = list(self.values)
-        if self.reference:
-            out["reference"] = list(self.reference)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Intervention:
-        unknown = set(data) - {"neurons", "mode", "values", "reference"}
-        if unknown:
-            raise ValueError(f"unknown intervention field(s): {', '.join(sorted(unknown))}")
-        return cls(data["neurons"], data.get("mode", "zero"), data.get("values"), data.get("reference"))
-
-    def __len__(self) -> int:
-        return len(self.neurons)
-
-    def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{n}={v:g}" if self.values else n for n, v in zip(self.neurons[:4], self.values or self.neurons)
-        )
-        more = f", … ({len(self.neurons)} neurons)" if len(self.neurons) > 4 else ""
-        ref = f", reference of {len(self.reference)} texts" if self.reference else ""
-        return summary(
-            f"Intervention({self.mode}: {shown}{more}{ref})",
-            doors=".to_frame() · measure_effect(model, texts, this)",
-        )
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per neuron: its address, the mode and the value (set) or factor (scale), if any."""
-        frame = pd.DataFrame({"neuron": list(self.neurons), "mode": self.mode})
-        if self.values:
-            frame["value"] = list(self.values)
-        return frame
-
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _values_list(values: Any, what: str) -> list[Any]:
-    if isinstance(values, (str, bytes)):
-        raise TypeError(f"{what}s must be numbers, got the string {values!r}: pass e.g. 0.0, not '0.0'")
-    if isinstance(values, Mapping):
-        raise TypeError(f"{what}s must be numbers or a list of numbers here, got a dict")
-    try:
-        return list(values)
-    except TypeError:
-        raise TypeError(
-            f"{what}s must be a number or a list of numbers, got {type(values).__name__}"
-        ) from None
-
-
-def _number(v: Any, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-        raise TypeError(f"each {what} must be a number, got {v!r} ({type(v).__name__})")
-    return float(v)
-
-
-def _mapping(values: Any) -> Mapping[Any, Any]:
-    if not isinstance(values, Mapping):
-        raise TypeError(f"expected a dict neuron → number, got {type(values).__name__}")
-    return values
-
-
-def _names(neurons: Any) -> tuple[str, ...]:
-    if isinstance(neurons, (str, NeuronAddress)):
-        neurons = [neurons]
-    if neurons is None or not isinstance(neurons, Iterable):
-        raise TypeError(
-            f"neurons must be a neuron address like 'layer.3.mlp:117' or a list of them, got {neurons!r}"
-        )
-    return tuple(str(n) for n in neurons)
-
-
-def as_interventions(interventions: Intervention | Iterable[Intervention] | None) -> tuple[Intervention, ...]:
-    """Normalise ``None`` / one :class:`Intervention` / several into a tuple."""
-    if interventions is None:
-        return ()
-    if isinstance(interventions, Intervention):
-        return (interventions,)
-    if isinstance(interventions, Mapping):
-        raise TypeError(
-            "pass an Intervention, not a dict: e.g. Intervention.scale({neuron: factor}) for a slider state"
-        )
-    out = tuple(interventions)
-    for iv in out:
-        if not isinstance(iv, Intervention):
-            raise TypeError(f"expected Intervention objects, got {type(iv).__name__}")
-    return out
-
 
 # ------------------------------------------------------------------------------------------------
 # Compiling interventions into per-site edits
@@ -371,7 +184,28 @@ def steering_values(
     model: ModelHandle, neurons: NeuronLike | Iterable[NeuronLike], texts: Sequence[str]
 ) -> dict[str, float]:
     """Each neuron's mean activation over ``texts`` (e.g. texts that have a property): the values to set
-    them to for steering, ``Intervention.set(steering_values(...))`` (Bau et al. 2019; Suau et al. 2020)."""
+    them to for steering, ``Intervention.set(steering_values(...))`` (Bau et al. 2019; Suau et al. 2020).
+
+    The means are over the model tokens of ``texts`` (special tokens left out) and cached per model,
+    texts and site, as ``"mean"`` interventions use them.
+
+    Args:
+        model: The model (a handle, or a name or folder :func:`~neuronwidgets.core.load_model` takes).
+        neurons: One neuron address or several.
+        texts: The texts to average over (a list, not one string).
+
+    Returns:
+        ``{neuron: mean activation}`` with canonical addresses, in the order of ``neurons``.
+
+    Raises:
+        TypeError: If ``texts`` is one string.
+        ValueError: If ``texts`` is empty or a neuron is not in the model.
+
+    Example:
+        >>> lm = load_model("smollm2")
+        >>> values = steering_values(lm, ["layer.5.mlp:42", "layer.5.mlp:7"], positive_texts)
+        >>> generate(lm, "The movie was", Intervention.set(values))
+    """
     handle = _check_handle(model)
     if isinstance(texts, str):
         raise TypeError("texts must be a list of texts, not one string")
@@ -393,6 +227,22 @@ def intervene(
 
     Neurons are checked (and mean activations computed) before any hook is registered; hooks are removed
     on exit, after an exception or a KeyboardInterrupt, and the weights are never touched.
+
+    Args:
+        model: The model (a handle, or a name or folder :func:`~neuronwidgets.core.load_model` takes).
+        interventions: One :class:`Intervention`, several (applied in order), or ``None`` (no change).
+
+    Yields:
+        The edits hooked in: one ``SiteEdit`` per site that changes (a site left unchanged, e.g. scaled
+        by 1, gets no hook).
+
+    Raises:
+        ValueError: If a neuron is not in the model (before any hook is registered).
+        TypeError: For something that is not an :class:`Intervention` (e.g. a dict of slider values).
+
+    Example:
+        >>> with intervene(model, Intervention.scale({"layer.3.mlp:117": 2.0})):
+        ...     model.predict("a wonderful film")
     """
     handle = _check_handle(model)
     edits = compile_edits(handle, interventions)
@@ -414,10 +264,29 @@ def ablate(
 
     ``mode``: ``"zero"``; ``"mean"`` (needs ``reference``, a list of texts); ``"value"`` (needs ``value``)
     or ``"scale"`` (needs ``factor``). ``value``/``factor`` is one number for all neurons, one per neuron,
-    or a dict neuron → number. Yields the :class:`Intervention` applied::
+    or a dict neuron → number. Hooks are removed on exit, whatever happens.
 
-        with ablate(model, ["layer.3.mlp:117", "layer.5.resid:42"]):
-            model.predict("a wonderful film")
+    Args:
+        model: The model (a handle, or a name or folder :func:`~neuronwidgets.core.load_model` takes).
+        neurons: One neuron address or several.
+        mode: ``"zero"``, ``"mean"``, ``"value"`` or ``"scale"``.
+        value: For mode ``"value"``: one number, one per neuron, or a dict neuron → number.
+        factor: For mode ``"scale"``: one number, one per neuron, or a dict neuron → number.
+        reference: For mode ``"mean"``: the texts whose mean activation the neurons are set to.
+
+    Yields:
+        The :class:`Intervention` applied.
+
+    Raises:
+        ValueError: For an unknown ``mode``, a missing or misplaced ``value`` / ``factor`` /
+            ``reference``, a dict that leaves a neuron out, or a neuron not in the model.
+        TypeError: For values that are not numbers.
+
+    Example:
+        >>> with ablate(model, ["layer.3.mlp:117", "layer.5.resid:42"]):
+        ...     model.predict("a wonderful film")
+        >>> with ablate(model, "layer.3.mlp:117", "mean", reference=texts):
+        ...     model.predict("a wonderful film")
     """
     names = _names(neurons)
     if mode not in MODES:
@@ -470,6 +339,29 @@ def predict_logits(
     With ``prefix_cache`` (the default) the clean forward pass of each batch of texts is cached and an
     intervened prediction re-runs only the blocks from the first intervened one; otherwise (or when the
     model carries other hooks) the full forward pass runs with the interventions hooked in.
+
+    Args:
+        model: A classifier or language model (a handle, or a name or folder
+            :func:`~neuronwidgets.core.load_model` takes); an encoder without a head has no logits.
+        texts: One text or a list of them.
+        interventions: One :class:`Intervention`, several (applied in order), or ``None`` (the clean
+            model).
+        batch_size: Texts per forward pass.
+        prefix_cache: Reuse the clean forward pass and re-run only the blocks from the first intervened
+            one.
+
+    Returns:
+        A float tensor ``[len(texts), outputs]`` (one row for one text).
+
+    Raises:
+        ValueError: If no texts are given, ``batch_size`` is below 1, the model is an encoder without
+            a head, or a neuron is not in the model.
+        TypeError: For something that is not an :class:`Intervention`.
+
+    Example:
+        >>> off = Intervention.zero(["layer.3.mlp:117"])
+        >>> clean = predict_logits(model, texts)
+        >>> delta = predict_logits(model, texts, off) - clean
     """
     handle = _check_handle(model)
     text_list = [texts] if isinstance(texts, str) else list(texts)
@@ -511,6 +403,29 @@ def predict(
     """Labelled probabilities under ``interventions``, as :meth:`ModelHandle.predict` gives them without:
     every class for a classifier, the ``top_k`` next (or masked) tokens for a language model. A list of
     texts gives a list of predictions. Fast when called repeatedly on one text (see :func:`predict_logits`).
+
+    Args:
+        model: A classifier or language model (a handle, or a name or folder
+            :func:`~neuronwidgets.core.load_model` takes).
+        text: One text or a list of them.
+        interventions: One :class:`Intervention`, several (applied in order), or ``None`` (the clean
+            model).
+        top_k: For a language model, how many tokens to keep.
+        batch_size: Texts per forward pass.
+        prefix_cache: Reuse the clean forward pass and re-run only the blocks from the first intervened
+            one.
+
+    Returns:
+        A :class:`~neuronwidgets.core.models.Prediction` for one text, a list of them for a list.
+
+    Raises:
+        ValueError: If no texts are given, ``batch_size`` is below 1, the model is an encoder without
+            a head, or a neuron is not in the model.
+        TypeError: For something that is not an :class:`Intervention`.
+
+    Example:
+        >>> model = load_model("minilm-sentiment")
+        >>> predict(model, "a wonderful film", Intervention.scale({"layer.3.mlp:117": 0.0}))
     """
     handle = _check_handle(model)
     texts = [text] if isinstance(text, str) else list(text)
