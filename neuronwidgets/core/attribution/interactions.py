@@ -154,6 +154,17 @@ class IntegratedHessians:
 
     with ``Δ = x − x'``. A pair's total interaction is ``Γ_ij + Γ_ji``. ``forward_func`` must be twice
     differentiable (piecewise-linear functions such as ReLU networks have zero Hessians almost everywhere).
+
+    Args:
+        forward_func (~collections.abc.Callable[..., torch.Tensor]): ``f``: takes ``inputs`` shaped
+            ``[N, *shape]`` (and any ``additional_forward_args``) and returns ``[N]`` or ``[N, ...]``
+            (``target`` picks the output); it is differentiated twice.
+
+    Example:
+        >>> f = lambda x: (x[:, 0] * x[:, 1]).sigmoid()
+        >>> gam = IntegratedHessians(f).attribute(torch.ones(1, 3), torch.zeros(1, 3), n_steps=32)
+        >>> gam.shape  # Γ_01 + Γ_10 is the pair's interaction
+        torch.Size([1, 3, 3])
     """
 
     def __init__(self, forward_func: ForwardFunc):
@@ -239,6 +250,17 @@ class ShapleyTaylorInteraction:
     ``f(S+i+j) − f(S+i) − f(S+j) + f(S)`` with ``S`` the features before the first of ``i, j``; each costs
     ``n(n−1)/2 + n + 1`` evaluations), or ``n_samples=None`` for the exact index by enumerating all
     ``2^n`` subsets (``n ≤ 14``).
+
+    Args:
+        forward_func (~collections.abc.Callable[..., torch.Tensor]): ``f``: takes ``inputs`` shaped
+            ``[N, *shape]`` (and any ``additional_forward_args``) and returns ``[N]`` or ``[N, ...]``
+            (``target`` picks the output); only evaluated, never differentiated.
+
+    Example:
+        >>> f = lambda x: x[:, 0] * x[:, 1] + x[:, 2]
+        >>> st = ShapleyTaylorInteraction(f).attribute(torch.ones(1, 3), torch.zeros(1, 3), n_samples=None)
+        >>> st[0, 0, 1]  # the pair (0, 1) interacts: 1.0; the pairs with feature 2 do not
+        tensor(1., dtype=torch.float64)
     """
 
     def __init__(self, forward_func: ForwardFunc):
@@ -396,6 +418,17 @@ class Archipelago:
     ArchDetect strength of pair ``(i, j)``: the mean over two contexts ``c`` (the input and the baseline)
     of ``(δ_ij(c) / (Δ_i Δ_j))²``, where ``δ_ij(c) = f(c; x_i, x_j) − f(c; x'_i, x_j) − f(c; x_i, x'_j) +
     f(c; x'_i, x'_j)`` is the discrete mixed derivative with every other feature fixed by ``c``.
+
+    Args:
+        forward_func (~collections.abc.Callable[..., torch.Tensor]): ``f``: takes ``inputs`` shaped
+            ``[N, *shape]`` (and any ``additional_forward_args``) and returns ``[N]`` or ``[N, ...]``
+            (``target`` picks the output); only evaluated, never differentiated.
+
+    Example:
+        >>> f = lambda x: x[:, 0] * x[:, 1] + x[:, 2]
+        >>> arch = Archipelago(f).attribute(torch.ones(1, 3), torch.zeros(1, 3))
+        >>> arch.groups  # features 0 and 1 merged into one set, feature 2 alone
+        tensor([[0, 0, 1]])
     """
 
     def __init__(self, forward_func: ForwardFunc):

@@ -46,6 +46,26 @@ class TokenInteractions(Result):
     - ``standard_error``: float ``[n, n]`` for a *sampled* Shapley-Taylor estimate (the standard error of
       each pair's value over the sampled permutations), ``None`` when the values are exact or not sampled.
       :attr:`is_estimate` says which.
+
+    Attributes:
+        text: The input.
+        method: ``"integrated-hessians"``, ``"shapley-taylor"`` or ``"archipelago"``.
+        target: What was explained.
+        target_id: Its class index or token id.
+        output: ``"prob"``, ``"logit"`` or ``"log-prob"`` (the explained quantity).
+        baseline: The baseline used.
+        level: ``"token"`` or ``"word"``.
+        units: The ``n`` content tokens or words.
+        matrix: Float ``[n, n]``, symmetric, zero diagonal: each pair's interaction.
+        main: Float ``[n]``: each unit's own effect.
+        sets: Archipelago's merged unit sets (indices into ``units``); empty for the other methods.
+        set_scores: Float ``[len(sets)]``: ArchAttribute score of each set; empty for the other methods.
+        output_difference: ``F(input) − F(baseline)``.
+        prob: The target's probability on the input.
+        delta: The completeness / efficiency gap (Integrated Hessians, Shapley-Taylor), else ``None``.
+        params: The method's settings (``keep_first`` and ``n_steps``, ``n_samples`` / ``exact`` or
+            ``threshold`` / ``max_pairs``).
+        standard_error: Float ``[n, n]`` for a sampled Shapley-Taylor estimate, else ``None``.
     """
 
     text: str
@@ -164,6 +184,40 @@ def attribute_interactions(
     ``max_pairs``: Archipelago's merging. Target, output, baseline and ``keep_first`` as in
     :func:`~neuronwidgets.core.attribute_tokens` (a kept first token is no unit at token level; at word
     level a word made only of it switches nothing, so its interactions are 0).
+
+    Args:
+        model: A loaded model or a model name, with a prediction head.
+        text: The input.
+        method: ``"integrated-hessians"`` (default), ``"shapley-taylor"`` or ``"archipelago"``.
+        target: A classifier label (name or index), a next token (one-token string or id) for causal
+            LMs, the masked token for masked LMs; ``None`` explains the current top prediction.
+        level: ``"token"`` (default) or ``"word"``: the units that interact.
+        output: The explained quantity, ``"prob"`` (default), ``"logit"`` or ``"log-prob"``.
+        baseline: ``"pad"`` (default), ``"mask"``, ``"unk"``, ``"zero"`` or a token id; special tokens
+            are kept.
+        keep_first: Keep the first content token too (``True``), never (``False``), or when the model is
+            a causal LM without BOS (``"auto"``, default).
+        n_steps: Integrated Hessians' path points.
+        n_samples: Shapley-Taylor permutations: ``"auto"`` (exact up to :data:`EXACT_UNITS` units, 25
+            permutations beyond), ``None`` (exact) or a positive int.
+        threshold: Archipelago merges the pairs at least this fraction of the strongest pair's strength.
+        max_pairs: Archipelago merges at most this many pairs (strongest first); ``None``: no limit.
+        batch_size: Path points or coalitions per forward pass.
+        seed: For Shapley-Taylor's sampled permutations.
+        delta_tolerance: Warn when Integrated Hessians' ``|delta|`` exceeds this fraction of
+            ``|F(input) − F(baseline)|``.
+
+    Returns:
+        The pair matrix, main effects (and Archipelago's sets) with the completeness check.
+
+    Raises:
+        ValueError: For an unknown method, level or target, a bad ``n_steps``, ``n_samples`` or
+            ``threshold``, or too many units for the exact Shapley-Taylor index.
+
+    Example:
+        >>> inter = attribute_interactions("minilm-sentiment", "not bad at all", level="word")
+        >>> inter.top_pairs(3)  # e.g. ("not", "bad", ...) first
+        >>> inter.plot()
     """
     m = get_method(method, "interaction")
     setup = prepare_text(model, text, target, output=output, baseline=baseline, keep_first=keep_first)
