@@ -7,14 +7,21 @@ and a compact HTML table, shared by all public result types through the :class:`
   needs no widget library, so it renders in every front end (marimo, VS Code, Colab, nbconvert HTML).
 - ``show()``: the result's widget (``neuronwidgets.widgets``, imported only when called, so the core
   stays importable without any widget library).
-- ``plot()``: a matplotlib ``Figure``; a result class without a figure of its own derives from
-  :class:`TableResult` and gets horizontal bars of one ``to_frame()`` column (``_plot_columns``).
+- ``plot(ax=None)``: a matplotlib ``Axes`` (the main one when the figure has several panels; the whole
+  figure is ``.figure``). It draws into ``ax`` when given; otherwise into a new headless
+  ``matplotlib.figure.Figure`` (never pyplot, never ``show()``) made by :func:`new_axes`, whose Axes
+  render their whole figure as PNG when they are the value of a notebook cell (``_repr_png_``: Jupyter,
+  VS Code, Colab, nbconvert; marimo renders any matplotlib Artist itself). A result class without a
+  figure of its own derives from :class:`TableResult` and gets horizontal bars of one ``to_frame()``
+  column (``_plot_columns``).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import importlib
+import io
 import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 MAX_LINES = 12
 DOORS = ".to_frame() · .plot() · .show()"
@@ -100,23 +107,93 @@ def frame_html(result: Any) -> str:
     )
 
 
-def bar_plot(frame: pd.DataFrame, label: str | None, value: str, *, k: int, title: str) -> Figure:
-    """Horizontal bars of ``frame[value]`` for the first ``k`` rows, labelled by ``frame[label]`` (or the
-    index)."""
+@functools.cache
+def _figure_axes_class() -> type[Axes]:
+    """The Axes class of the figures :func:`new_axes` makes (defined on first use: the core does not
+    import matplotlib until something is plotted)."""
+    from matplotlib.axes import Axes
+
+    class FigureAxes(Axes):
+        """A matplotlib ``Axes`` that shows its whole figure (PNG) as the value of a notebook cell: the
+        figure is a plain ``matplotlib.figure.Figure``, which pyplot's inline backend does not draw."""
+
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            figure: Any = self.figure  # a root Figure: new_axes makes these Axes only on one
+            figure.savefig(buffer, format="png", bbox_inches="tight")
+            return buffer.getvalue()
+
+    FigureAxes.__module__ = __name__
+    return FigureAxes
+
+
+def _check_axes(ax: Any, name: str) -> Axes:
+    from matplotlib.axes import Axes
+
+    if not isinstance(ax, Axes):
+        raise TypeError(
+            f"{name} must be a matplotlib Axes (or None for a new figure), got {type(ax).__name__}"
+        )
+    return ax
+
+
+def new_axes(ax: Any = None, figsize: tuple[float, float] = (6.0, 4.0)) -> Axes:
+    """The Axes a ``plot()`` draws into: ``ax`` itself when given (checked), otherwise the single Axes of a
+    new headless ``matplotlib.figure.Figure`` of ``figsize`` inches (no pyplot), which shows the figure as
+    a notebook cell's value.
+
+    Raises:
+        TypeError: If ``ax`` is neither ``None`` nor a matplotlib Axes."""
+    if ax is not None:
+        return _check_axes(ax, "ax")
     from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig.add_subplot(axes_class=_figure_axes_class())
+
+
+def new_axes_row(ax: Any, n: int, figsize: tuple[float, float]) -> list[Axes]:
+    """The ``n`` Axes of a figure with ``n`` panels side by side: ``ax`` when given (a sequence of ``n``
+    Axes, checked), otherwise those of a new headless Figure as in :func:`new_axes`.
+
+    Raises:
+        TypeError: If ``ax`` is not ``None`` nor a sequence of matplotlib Axes.
+        ValueError: If ``ax`` holds other than ``n`` Axes."""
+    if ax is not None:
+        from matplotlib.axes import Axes
+
+        if isinstance(ax, Axes) or not hasattr(ax, "__iter__"):
+            raise TypeError(
+                f"ax must be a sequence of {n} matplotlib Axes (one per panel), got {type(ax).__name__}"
+            )
+        given = list(ax)
+        if len(given) != n:
+            raise ValueError(
+                f"ax must be a sequence of {n} matplotlib Axes (one per panel), got {len(given)}"
+            )
+        return [_check_axes(a, f"ax[{i}]") for i, a in enumerate(given)]
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return list(fig.subplots(1, n, squeeze=False, subplot_kw={"axes_class": _figure_axes_class()})[0])
+
+
+def bar_plot(
+    frame: pd.DataFrame, label: str | None, value: str, *, k: int, title: str, ax: Any = None
+) -> Axes:
+    """Horizontal bars of ``frame[value]`` for the first ``k`` rows, labelled by ``frame[label]`` (or the
+    index), drawn into ``ax`` (default: a new figure, see :func:`new_axes`)."""
     rows = frame.iloc[:k]
     values = pd.to_numeric(rows[value], errors="coerce").to_numpy(dtype=float)
     names = rows[label] if label is not None else rows.index
     labels = [clip(str(n), 40) for n in names]
-    fig = Figure(figsize=(6.0, 0.28 * max(len(rows), 1) + 1.2), layout="constrained")
-    ax = fig.add_subplot()
+    ax = new_axes(ax, (6.0, 0.28 * max(len(rows), 1) + 1.2))
     y = np.arange(len(rows))[::-1]
     ax.barh(y, np.nan_to_num(values), color="tab:blue")
     ax.set_yticks(y, labels, fontsize="small")
     ax.set_xlabel(value)
     ax.set_title(title)
-    return fig
+    return ax
 
 
 def steps_bar(total: int, desc: str, progress: bool | None, *, auto: bool, unit: str = "it") -> Any:
@@ -152,7 +229,10 @@ class TableResult(Result):
     def to_frame(self) -> pd.DataFrame:
         raise NotImplementedError
 
-    def plot(self, k: int = 20, *, title: str | None = None) -> Figure:
-        """Horizontal bars of the first ``k`` rows of :meth:`to_frame` (column ``_plot_columns[1]``)."""
+    def plot(self, k: int = 20, *, title: str | None = None, ax: Any = None) -> Axes:
+        """Horizontal bars of the first ``k`` rows of :meth:`to_frame` (column ``_plot_columns[1]``), drawn
+        into ``ax`` (default: a new figure); returns the Axes."""
         label, value = self._plot_columns
-        return bar_plot(self.to_frame(), label, value, k=k, title=title or f"{type(self).__name__}: {value}")
+        return bar_plot(
+            self.to_frame(), label, value, k=k, title=title or f"{type(self).__name__}: {value}", ax=ax
+        )

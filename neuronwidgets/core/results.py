@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .display import Result, summary
+from .display import Result, new_axes, summary
 from .models.addresses import NeuronAddress, parse_neuron
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 
 RANKING_FORMAT = "neuronwidgets-ranking"
@@ -242,22 +242,19 @@ class NeuronRanking(Result):
             data[k] = v
         return pd.DataFrame(data)
 
-    def plot(self, k: int = 20, *, title: str | None = None) -> Figure:
+    def plot(self, k: int = 20, *, title: str | None = None, ax: Any = None) -> Axes:
         """Horizontal bars of the ``k`` top neurons' scores, labelled with their top class if known, each
-        bar's value written at its end.
+        bar's value written at its end, into ``ax`` (default: a new figure); returns the Axes.
 
         When the shown scores differ by little next to their size (weight mass gives 1 − entry share:
         every top neuron ≈ 1.0), bars from 0 would all look equal: the axis then starts just below the
         smallest shown score, and its label says so.
         """
-        from matplotlib.figure import Figure
-
         k = self._check_k(
             min(k, len(self)) if isinstance(k, (int, np.integer)) and not isinstance(k, bool) else k
         )
         scores = np.asarray(self.scores[:k], dtype=np.float64)
-        fig = Figure(figsize=(6.0, 0.28 * k + 1.2), layout="constrained")
-        ax = fig.add_subplot()
+        ax = new_axes(ax, (6.0, 0.28 * k + 1.2))
         y = np.arange(k)[::-1]
         base, digits = _bar_base(scores)
         ax.barh(y, scores - base, left=base, color="tab:blue")
@@ -272,7 +269,7 @@ class NeuronRanking(Result):
         ax.set_yticks(y, labels, fontsize="small")
         ax.set_xlabel("score" if base == 0 else f"score (the axis starts at {base:.{digits}f}, not 0)")
         ax.set_title(title or f"top {k} neurons by {self.method}")
-        return fig
+        return ax
 
     # -- saving ----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

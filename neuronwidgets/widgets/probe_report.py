@@ -10,7 +10,7 @@ result objects' matplotlib figures.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anywidget
 import numpy as np
@@ -120,9 +120,9 @@ class ProbeReport(anywidget.AnyWidget):
         """The result objects' matplotlib figures: accuracy by layer, then accuracy vs k (those given)."""
         figs: list[Figure] = []
         if self._layerwise is not None:
-            figs.append(self._layerwise.plot())
+            figs.append(cast("Figure", self._layerwise.plot().figure))
         if self._ablation is not None:
-            figs.append(self._ablation.plot())
+            figs.append(cast("Figure", self._ablation.plot().figure))
         return figs
 
     def to_html(self, path: str | Path, *, title: str | None = None) -> Path:

@@ -26,5 +26,5 @@ def test_attribution_plot_keeps_a_semicolon_upright(tiny_models) -> None:
     handle = tiny_models["roberta"]  # a classifier head
     attr = attribute_tokens(handle, "it was good ; the film was bad", "saliency")
     assert ";" in attr.words
-    rot = _rotations(attr.plot().axes[0])
+    rot = _rotations(attr.plot())
     assert rot[";"] == 0 and rot["film"] == 60

@@ -231,9 +231,9 @@ def test_neuron_subsets_and_sites() -> None:
     assert list(frame["layer"]) == [0, 1] and {"selectivity", "control", "test"} <= set(frame.columns)
     # all probes share one split
     np.testing.assert_array_equal(lw["layer.0.resid"].split.test, lw["layer.1.resid"].split.test)
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
-    assert isinstance(lw.plot(), Figure)
+    assert isinstance(lw.plot(), Axes)
 
 
 def test_clear_errors_for_bad_input() -> None:

@@ -152,9 +152,9 @@ def test_neuron_ranking_type(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.class_scores, r.class_scores)
     assert back.columns["partner"].tolist() == ["c", "d", "a", "b"]
     np.testing.assert_array_equal(back.columns["corr"], r.columns["corr"])
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
-    assert isinstance(r.plot(3), Figure)
+    assert isinstance(r.plot(3), Axes)
     with pytest.raises(ValueError, match="out of range"):
         r.top(5)
     with pytest.raises(TypeError, match="int"):
@@ -187,13 +187,13 @@ def test_ablation_curves_and_minimal_subset_on_planted_data() -> None:
     assert mean.shape == (4,) and (std >= 0).all() and abl.keep_random.shape == (4, 4)
     frame = abl.to_frame()
     assert len(frame) == 2 * 3 * 4 and set(frame["selection"]) == {"top", "random", "bottom"}
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
-    assert isinstance(abl.plot(), Figure)
+    assert isinstance(abl.plot(), Axes)
     minimal = train_minimal_probe(acts, labels, ranking, reference=result, target=0.97)
     assert minimal.reached and minimal.size <= 3 and minimal.neurons[0] == PLANTED
     assert minimal.accuracy >= 0.97 * minimal.full and minimal.test_accuracy > 0.8
-    assert isinstance(minimal.plot(), Figure) and len(minimal.to_frame()) == len(minimal.sizes)
+    assert isinstance(minimal.plot(), Axes) and len(minimal.to_frame()) == len(minimal.sizes)
     with pytest.raises(ValueError, match="percents"):
         evaluate_ranking(result, ranking, acts, labels, percents=(0, 10))
     with pytest.raises(ValueError, match="ablation must be one of"):
@@ -323,7 +323,7 @@ def test_plot_tells_close_scores_apart() -> None:
     and bars from 0 drew them all the same length."""
     entry = np.array([0.0, 0.0004, 0.001, 0.003, 0.006, 0.012])
     r = NeuronRanking.from_scores([f"layer.1.mlp:{i}" for i in range(6)], 1.0 - entry, "weight_mass")
-    ax = r.plot(6).axes[0]
+    ax = r.plot(6)
     bars = ax.patches
     ends = sorted(b.get_x() + b.get_width() for b in bars)
     np.testing.assert_allclose(ends, np.sort(1.0 - entry))  # each bar ends at its score
@@ -336,6 +336,6 @@ def test_plot_tells_close_scores_apart() -> None:
     assert texts == [f"{v:.4f}" for v in 1.0 - entry]  # the values, written with enough digits
     # scores far apart (or of both signs) keep bars from 0
     wide = NeuronRanking.from_scores(["layer.1.mlp:0", "layer.1.mlp:1"], np.array([2.0, 0.5]), "x")
-    assert all(b.get_x() == 0 for b in wide.plot(2).axes[0].patches)
+    assert all(b.get_x() == 0 for b in wide.plot(2).patches)
     mixed = NeuronRanking.from_scores(["layer.1.mlp:0", "layer.1.mlp:1"], np.array([0.3, -0.2]), "x")
-    assert mixed.plot(2).axes[0].get_xlabel() == "score"
+    assert mixed.plot(2).get_xlabel() == "score"

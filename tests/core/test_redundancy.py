@@ -41,9 +41,9 @@ def test_clusters_recover_correlated_groups() -> None:
     # a strict threshold splits nothing correlated below |ρ| = 0.999; a loose one still keeps noise apart
     assert cluster_neurons(acts, threshold=0.0001, max_rows=None).num_clusters == 21
     assert cluster_neurons(acts, threshold=0.6, linkage="complete").num_clusters == 14
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
-    assert isinstance(cl.plot(), Figure)
+    assert isinstance(cl.plot(), Axes)
     with pytest.raises(ValueError, match="threshold"):
         cluster_neurons(acts, threshold=1.5)
     with pytest.raises(ValueError, match="linkage"):
@@ -83,6 +83,6 @@ def test_probes_on_representatives_keep_accuracy() -> None:
         frame["accuracy"].iloc[2] > 0.9 and abs(frame["accuracy"].iloc[2] - frame["accuracy"].iloc[0]) < 0.05
     )
     assert red.results[1].probe.num_features == 14
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
-    assert isinstance(red.plot(), Figure)
+    assert isinstance(red.plot(), Axes)

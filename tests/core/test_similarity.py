@@ -85,9 +85,9 @@ def test_representation_similarity_between_sites() -> None:
         acts, method="pwcca", sites=["embed.resid"], other_sites=acts.sites, max_rows=800
     )
     assert pw.values.shape == (1, 3) and pw.meta["rows"] == 800
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
-    assert isinstance(sim.plot(), Figure)
+    assert isinstance(sim.plot(), Axes)
     other = as_activations(rng.standard_normal((1000, 4)), lengths=[10] * 100)
     with pytest.raises(ValueError, match="different rows"):
         representation_similarity(acts, other)

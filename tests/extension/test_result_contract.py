@@ -1,6 +1,7 @@
 """The result contract: every public result type of ``neuronwidgets.core`` has ``.to_frame()``, ``.plot()``
-(a matplotlib Figure), ``.show()`` (a widget) and a text repr of at most 12 lines that never dumps an array,
-unless a written reason below says why a door does not apply."""
+(a matplotlib Axes, drawn into ``ax=`` when given, else on a new headless figure that a notebook shows as
+PNG), ``.show()`` (a widget) and a text repr of at most 12 lines that never dumps an array, unless a written
+reason below says why a door does not apply."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import inspect
 import ipywidgets
 import pandas as pd
 import pytest
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from results_zoo import build_results
 
@@ -77,11 +79,25 @@ def test_doors_open_and_repr_is_short(results, name) -> None:
     if (name, "to_frame") not in NO_DOOR and name != "Activations":  # Activations.to_frame(neuron)
         assert isinstance(result.to_frame(), pd.DataFrame)
     if (name, "plot") not in NO_DOOR:
-        assert isinstance(result.plot(), Figure)
+        check_plot(result)
     widget = result.show()
     assert isinstance(widget, ipywidgets.Widget)
     html = result._repr_html_()
     assert html.startswith('<div class="nw-result">') and "<script" not in html
+
+
+def check_plot(result) -> None:
+    """``plot()`` returns an Axes on a new Figure that shows itself as PNG (no pyplot); ``plot(ax=...)``
+    draws into the given Axes (or, for a figure of panels, the given row of Axes) and returns one of them."""
+    ax = result.plot()
+    assert isinstance(ax, Axes), f"{type(result).__name__}.plot() returned {type(ax).__name__}, not an Axes"
+    assert isinstance(ax.figure, Figure) and ax.has_data()
+    assert ax._repr_png_().startswith(b"\x89PNG"), "a new figure's Axes must show the figure in a notebook"
+    n = sum(1 for a in ax.figure.axes if a.get_label() != "<colorbar>")
+    given = [Figure().add_subplot() for _ in range(n)]
+    drawn = result.plot(ax=given[0] if n == 1 else given)
+    assert drawn in given, f"{type(result).__name__}.plot(ax=...) must draw into the given Axes"
+    assert all(a.has_data() for a in given)
 
 
 def test_results_are_still_dataclasses_or_documented() -> None:

@@ -42,17 +42,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, summary
+from ..display import Result, new_axes, summary
 from ..models.addresses import Site
 from ..models.handle import ModelHandle
 from ..models.hooks import StopForward, site_hooks
 from ..plotting import token_xticks
 from ..results import NeuronRanking
-from .methods import Method, _figure, _warn_delta, get_method, math_attention
+from .methods import Method, _warn_delta, get_method, math_attention
 from .setup import TextSetup, prepare_text
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 INTEGRATIONS: tuple[str, ...] = (
     "gausslegendre",
@@ -361,17 +361,17 @@ class LayerAttribution(Result):
             }
         )
 
-    def plot(self, ax: Any = None) -> Figure:
-        """Heatmap of the layer × token matrix (diverging colours, zero white)."""
-        fig, ax = _figure(ax, (max(4.0, 0.45 * len(self.tokens)), max(2.5, 0.35 * len(self.sites) + 1.2)))
+    def plot(self, ax: Any = None) -> Axes:
+        """Heatmap of the layer × token matrix (diverging colours, zero white), drawn into ``ax`` (default:
+        a new figure); returns the Axes."""
+        ax = new_axes(ax, (max(4.0, 0.45 * len(self.tokens)), max(2.5, 0.35 * len(self.sites) + 1.2)))
         lim = float(np.abs(self.scores).max()) or 1.0
         im = ax.imshow(self.scores, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         token_xticks(ax, self.tokens)
         ax.set_yticks(range(len(self.sites)), self.sites)
         ax.set_title(f"{self.method} → {self.target!r} (p={self.prob:.3f})")
-        fig.colorbar(im, ax=ax, label=f"attribution to {self.output}")
-        fig.tight_layout()
-        return fig
+        ax.figure.colorbar(im, ax=ax, label=f"attribution to {self.output}")
+        return ax
 
     def __repr__(self) -> str:
         return summary(

@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, steps_bar, summary
+from ..display import Result, new_axes_row, steps_bar, summary
 from ..models.handle import ModelHandle
 from ..models.loading import as_handle
 from .methods import TokenAttribution, attribute_tokens
 from .setup import prepare_text
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 DEFAULT_METHODS: tuple[str, ...] = ("integrated-gradients", "saliency", "input-x-gradient", "occlusion")
 
@@ -113,14 +113,10 @@ class FaithfulnessCurves(Result):
             }
         )
 
-    def plot(self, axes: Any = None) -> Figure:
-        """Deletion and insertion curves, attribution order (solid) against random order (dashed)."""
-        if axes is None:
-            from matplotlib.figure import Figure
-
-            fig = Figure(figsize=(8.0, 3.0))
-            axes = fig.subplots(1, 2)
-        fig = axes[0].figure
+    def plot(self, ax: Any = None) -> Axes:
+        """Deletion and insertion curves, attribution order (solid) against random order (dashed), drawn
+        into ``ax`` (two Axes; default: a new figure). Returns the deletion Axes (``.figure`` has both)."""
+        axes = new_axes_row(ax, 2, (8.0, 3.0))
         for ax, name, curve, rand, auc, rauc in (
             (
                 axes[0],
@@ -145,8 +141,7 @@ class FaithfulnessCurves(Result):
             ax.set_ylabel(f"p({self.target!r})")
             ax.set_title(name)
             ax.legend(fontsize="small")
-        fig.tight_layout()
-        return fig
+        return axes[0]
 
     def __repr__(self) -> str:
         return summary(
@@ -258,11 +253,10 @@ class FaithfulnessComparison(Result):
         """One row per method: areas under the curves and gains over random order."""
         return pd.DataFrame([c.summary() for c in self.curves])
 
-    def plot(self) -> Figure:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(8.0, 3.2))
-        axes = fig.subplots(1, 2)
+    def plot(self, ax: Any = None) -> Axes:
+        """Every method's deletion and insertion curves, with the random order dashed, drawn into ``ax``
+        (two Axes; default: a new figure). Returns the deletion Axes (``.figure`` has both)."""
+        axes = new_axes_row(ax, 2, (8.0, 3.2))
         first = self.curves[0]
         for ax, name in zip(axes, ("deletion", "insertion")):
             for c in self.curves:
@@ -272,8 +266,7 @@ class FaithfulnessComparison(Result):
             ax.set_ylabel(f"p({first.target!r})")
             ax.set_title(name)
         axes[1].legend(fontsize="small")
-        fig.tight_layout()
-        return fig
+        return axes[0]
 
     def __repr__(self) -> str:
         lines = [

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, summary
+from ..display import Result, new_axes, summary
 from ..models.handle import ModelHandle
 from ..plotting import token_xticks
 from .setup import ScoreModule, TextSetup, prepare_text
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 # models whose outputs from inputs_embeds were checked to equal those from input_ids (an architecture fact)
 LEVELS: tuple[str, ...] = ("token", "layer", "neuron", "interaction")
@@ -257,17 +257,17 @@ class TokenAttribution(Result):
             )
         return pd.DataFrame({"word": self.words, "score": self.scores(level)})
 
-    def plot(self, level: str = "word", ax: Any = None) -> Figure:
-        """Bar chart of the scores (positive and negative in distinct colours)."""
-        fig, ax = _figure(ax, (max(4.0, 0.45 * len(self.units(level))), 3.0))
+    def plot(self, level: str = "word", ax: Any = None) -> Axes:
+        """Bar chart of the scores (positive and negative in distinct colours), drawn into ``ax`` (default:
+        a new figure); returns the Axes."""
+        ax = new_axes(ax, (max(4.0, 0.45 * len(self.units(level))), 3.0))
         scores = self.scores(level)
         ax.bar(range(len(scores)), scores, color=["#2166ac" if s >= 0 else "#b2182b" for s in scores])
         ax.axhline(0, color="#888888", lw=0.8)
         token_xticks(ax, self.units(level))
         ax.set_ylabel(f"attribution to {self.output}")
         ax.set_title(f"{self.method} → {self.target!r} (p={self.prob:.3f})")
-        fig.tight_layout()
-        return fig
+        return ax
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{w!r}: {s:+.3f}" for w, s in zip(self.words[:8], self.word_scores[:8]))
@@ -276,15 +276,6 @@ class TokenAttribution(Result):
         return summary(
             f"TokenAttribution({self.method} → {self.target!r}, p={self.prob:.3f}{delta}, {{{shown}{more}}})"
         )
-
-
-def _figure(ax: Any, size: tuple[float, float]) -> tuple[Any, Any]:
-    from matplotlib.figure import Figure
-
-    if ax is not None:
-        return ax.figure, ax
-    fig = Figure(figsize=size)
-    return fig, fig.subplots()
 
 
 _DEFAULT_SAMPLES = {"gradient-shap": 25, "kernel-shap": 200, "shapley-sampling": 25}

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, summary
+from ..display import Result, new_axes, summary
 from ..models.handle import ModelHandle
 from ..plotting import token_xticks
 from .interactions import Archipelago, IntegratedHessians, ShapleyTaylorInteraction
-from .methods import _figure, _warn_delta, get_method, math_attention
+from .methods import _warn_delta, get_method, math_attention
 from .setup import prepare_text
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -117,18 +117,18 @@ class TokenInteractions(Result):
     def to_frame(self) -> pd.DataFrame:
         return self.pairs()
 
-    def plot(self, ax: Any = None) -> Figure:
-        """Heatmap of the pair matrix (diverging colours, zero white)."""
+    def plot(self, ax: Any = None) -> Axes:
+        """Heatmap of the pair matrix (diverging colours, zero white), drawn into ``ax`` (default: a new
+        figure); returns the Axes."""
         n = len(self.units)
-        fig, ax = _figure(ax, (max(3.5, 0.45 * n + 1.5), max(3.0, 0.45 * n + 1.0)))
+        ax = new_axes(ax, (max(3.5, 0.45 * n + 1.5), max(3.0, 0.45 * n + 1.0)))
         lim = float(np.abs(self.matrix).max()) or 1.0
         im = ax.imshow(self.matrix, cmap="RdBu_r", vmin=-lim, vmax=lim)
         token_xticks(ax, self.units)
         ax.set_yticks(range(n), self.units)
         ax.set_title(f"{self.method} → {self.target!r} (p={self.prob:.3f})")
-        fig.colorbar(im, ax=ax, label="interaction")
-        fig.tight_layout()
-        return fig
+        ax.figure.colorbar(im, ax=ax, label="interaction")
+        return ax
 
     def __repr__(self) -> str:
         top = ", ".join(f"({a!r}, {b!r}): {s:+.3g}" for a, b, s in self.top_pairs(3))

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ..display import Result, listing, summary
+from ..display import Result, listing, new_axes, summary
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 from ..store.extraction import ExtractionPlan
 from ..store.streaming import StreamingTopK, quantile_k
 from .alignment import ConceptAlignment
@@ -90,11 +93,10 @@ class ActivationStatistics(Result):
             }
         )
 
-    def plot(self, neurons: int = 50) -> Any:
-        """A Figure: mean ± std, and min / max, of the first ``neurons`` neurons."""
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(10, 3))
+    def plot(self, neurons: int = 50, ax: Any = None) -> Axes:
+        """Mean ± std, and min / max, of the first ``neurons`` neurons, drawn into ``ax`` (default: a new
+        figure); returns the Axes."""
+        ax = new_axes(ax, (10.0, 3.0))
         n = min(neurons, len(self.neurons))
         x = np.arange(n)
         ax.errorbar(x, self.mean[:n], yerr=self.std[:n], fmt="o", ms=3, label="mean ± std")
@@ -104,8 +106,7 @@ class ActivationStatistics(Result):
         ax.set_xticks(x[::step], [self.neurons[i] for i in x[::step]], rotation=30)
         ax.set_ylabel("activation")
         ax.legend(loc="best")
-        fig.tight_layout()
-        return fig
+        return ax
 
     def __repr__(self) -> str:
         extra = ", concept alignment" if self.alignment is not None else ""

@@ -24,17 +24,20 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, number, summary
+from ..display import Result, new_axes, number, summary
 from ..results import NeuronRanking
 from .edits import _check_handle
 from .patch_engine import Engine, num_heads
 from .patching import Metric, make_units, sweep
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 DEFAULT_SET_WORDS: Mapping[str, str] = {"she": "man", "he": "woman"}
 
@@ -106,23 +109,18 @@ class MediationResult(Result):
         """One row per case: prompt, y_null, y_set, TE."""
         return pd.DataFrame({"prompt": self.cases, "y_null": self.y_null, "y_set": self.y_set, "te": self.te})
 
-    def plot(self, ax: Any = None) -> Any:
-        """Heatmap of the heads' mean NIE (layers × heads)."""
-        from matplotlib.figure import Figure
-
-        if ax is None:
-            fig = Figure(figsize=(5.0, max(3.0, 0.2 * self.head_nie.shape[0] + 1)))
-            ax = fig.subplots()
-        fig = ax.figure
+    def plot(self, ax: Any = None) -> Axes:
+        """Heatmap of the heads' mean NIE (layers × heads), drawn into ``ax`` (default: a new figure);
+        returns the Axes."""
+        ax = new_axes(ax, (5.0, max(3.0, 0.2 * self.head_nie.shape[0] + 1)))
         lim = float(np.nanmax(np.abs(self.head_nie))) if np.isfinite(self.head_nie).any() else 1.0
         lim = lim or 1.0
         im = ax.imshow(self.head_nie, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         ax.set_title(f"NIE per head (TE = {self.total_effect:.3g})")
-        fig.colorbar(im, ax=ax, label="natural indirect effect")
-        fig.tight_layout()
-        return fig
+        ax.figure.colorbar(im, ax=ax, label="natural indirect effect")
+        return ax
 
     def __repr__(self) -> str:
         top = self.top_heads(3)

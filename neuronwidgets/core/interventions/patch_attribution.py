@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from ..display import Result, number, summary
+from ..display import Result, new_axes_row, number, summary
 from .edits import _check_handle
 from .patch_engine import Engine, eval_mode, site_module
 from .patching import (
@@ -35,6 +35,9 @@ from .patching import (
     source_act,
     token_id,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 @dataclass(frozen=True)
@@ -61,20 +64,17 @@ class AttributionPatching(Result):
         frame = self.true.to_frame()[["unit", "layer", "position", "effect"]]
         return frame.assign(approx_effect=self.approx.effect.ravel())
 
-    def plot(self, ax: Any = None) -> Any:
-        """True and approximate effect grids side by side, with their correlation in the title."""
-        from matplotlib.figure import Figure
-
-        fig = Figure(
-            figsize=(max(8.0, len(self.true.positions) + 4), max(3.0, 0.18 * len(self.true.units) + 1))
-        )
-        a, b = fig.subplots(1, 2)
+    def plot(self, ax: Any = None) -> Axes:
+        """True and approximate effect grids side by side, with their correlation in the title, drawn into
+        ``ax`` (two Axes; default: a new figure). Returns the left (true) Axes (``.figure`` has both)."""
+        size = (max(8.0, len(self.true.positions) + 4), max(3.0, 0.18 * len(self.true.units) + 1))
+        a, b = new_axes_row(ax, 2, size)
         self.true.plot(ax=a)
         self.approx.plot(ax=b)
-        fig.suptitle(
+        a.figure.suptitle(
             f"attribution patching vs patching: r = {self.correlation:.2f}, ρ = {self.rank_correlation:.2f}"
         )
-        return fig
+        return a
 
     def __repr__(self) -> str:
         return summary(

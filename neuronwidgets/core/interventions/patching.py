@@ -25,17 +25,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, listing, number, summary
+from ..display import Result, listing, new_axes, number, summary
 from ..models.handle import ModelHandle
 from ..results import NeuronRanking
 from .edits import _check_handle
 from .patch_engine import Engine, Row, Run, num_heads
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 METRICS = ("logit_diff", "prob", "logprob", "kl")
 COMPONENTS = ("resid", "attn", "mlp")
@@ -155,28 +158,21 @@ class PatchingResult(Result):
             }
         )
 
-    def plot(self, ax: Any = None, what: str = "effect") -> Any:
-        """Heatmap of units × positions (``what``: ``"effect"``, ``"recovered"`` or ``"values"``)."""
-        from matplotlib.figure import Figure
-
+    def plot(self, ax: Any = None, what: str = "effect") -> Axes:
+        """Heatmap of units × positions (``what``: ``"effect"``, ``"recovered"`` or ``"values"``), drawn into
+        ``ax`` (default: a new figure); returns the Axes."""
         grid = {"effect": self.effect, "recovered": self.recovered, "values": self.values}.get(what)
         if grid is None:
             raise ValueError(f"what must be 'effect', 'recovered' or 'values', got {what!r}")
-        if ax is None:
-            fig = Figure(
-                figsize=(max(4.0, 0.5 * len(self.positions) + 2), max(3.0, 0.18 * len(self.units) + 1))
-            )
-            ax = fig.subplots()
-        fig = ax.figure
+        ax = new_axes(ax, (max(4.0, 0.5 * len(self.positions) + 2), max(3.0, 0.18 * len(self.units) + 1)))
         lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
         im = ax.imshow(grid, cmap="RdBu_r", vmin=-(lim or 1.0), vmax=lim or 1.0, aspect="auto")
         ax.set_xticks(range(len(self.positions)), self.position_labels, rotation=60, ha="right")
         step = max(1, len(self.units) // 30)
         ax.set_yticks(range(0, len(self.units), step), self.units[::step])
         ax.set_title(f"{self.method}: {self.metric} ({self.direction})")
-        fig.colorbar(im, ax=ax, label=what)
-        fig.tight_layout()
-        return fig
+        ax.figure.colorbar(im, ax=ax, label=what)
+        return ax
 
     def __repr__(self) -> str:
         imp = np.where(np.isnan(self.importance), -np.inf, self.importance)

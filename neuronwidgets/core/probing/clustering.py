@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..display import Result, listing, number, summary
+from ..display import Result, listing, new_axes, number, summary
 from ..models.addresses import Site
 from ..store.activations import Activations
 from ..store.design import Design, sample_rows
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -160,12 +160,10 @@ class ClusterProbe(Result):
         names = [f"{i}: {tags[int(row.argmax())]}" for i, row in enumerate(table)]
         return pd.DataFrame(table, index=names, columns=tags)
 
-    def plot(self, *, title: str | None = None) -> Figure:
-        """NMI and purity per site, with the random-assignment baselines dashed."""
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6.5, 3.4), layout="constrained")
-        ax = fig.add_subplot()
+    def plot(self, *, title: str | None = None, ax: Any = None) -> Axes:
+        """NMI and purity per site, with the random-assignment baselines dashed, drawn into ``ax`` (default:
+        a new figure)."""
+        ax = new_axes(ax, (6.5, 3.4))
         x = np.arange(len(self.sites))
         for name, colour in (("nmi", "tab:blue"), ("purity", "tab:orange")):
             ax.plot(x, getattr(self, name), "o-", color=colour, label=name.upper() if name == "nmi" else name)
@@ -177,7 +175,7 @@ class ClusterProbe(Result):
         ax.set_ylabel("score")
         ax.legend(fontsize="small", ncols=2)
         ax.set_title(title or f"k-means (k={self.k}) clusters vs gold tags")
-        return fig
+        return ax
 
 
 def cluster_probe(

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, listing, number, steps_bar, summary
+from ..display import Result, listing, new_axes, new_axes_row, number, steps_bar, summary
 from ..results import NeuronRanking
 from ..store.activations import Activations
 from ..store.design import Design, Split, compute_threads, encode_labels, resolve_split
@@ -34,7 +34,7 @@ from .scores import classification_scores, regression_scores
 from .training import train_probe
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 DEFAULT_PERCENTS = (1, 2, 5, 10, 20, 30, 50, 75, 100)
 SELECTIONS = ("top", "random", "bottom")
@@ -115,14 +115,12 @@ class RankingAblation(Result):
                     )
         return pd.DataFrame(rows)
 
-    def plot(self, *, title: str | None = None) -> Figure:
-        """Accuracy vs k % for top / random (mean ± std) / bottom, keeping (left) and ablating (right)."""
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    def plot(self, *, title: str | None = None, ax: Any = None) -> Axes:
+        """Accuracy vs k % for top / random (mean ± std) / bottom, keeping (left) and ablating (right),
+        drawn into ``ax`` (two Axes; default: a new figure). Returns the left Axes (``.figure`` has both)."""
+        panels = new_axes_row(ax, 2, (9.0, 3.6))
         colours = {"top": "tab:blue", "random": "tab:grey", "bottom": "tab:red"}
-        for i, mode in enumerate(("keep", "zero")):
-            ax = fig.add_subplot(1, 2, i + 1)
+        for i, (ax, mode) in enumerate(zip(panels, ("keep", "zero"))):
             for sel in SELECTIONS:
                 mean, std = self.curve(mode, sel)
                 ax.plot(self.percents, mean, marker="o", ms=3, color=colours[sel], label=sel)
@@ -137,8 +135,8 @@ class RankingAblation(Result):
             ax.set_title("keep only the selection" if mode == "keep" else "ablate the selection")
             if i == 0:
                 ax.legend(fontsize="small")
-        fig.suptitle(title or f"ablation on the probe: {self.method} ranking")
-        return fig
+        panels[0].figure.suptitle(title or f"ablation on the probe: {self.method} ranking")
+        return panels[0]
 
 
 def _metric(task: str, y: np.ndarray, out: np.ndarray, classes: Sequence[str], probe: Any) -> float:
@@ -365,13 +363,11 @@ class MinimalSubset(Result):
         order = np.argsort(self.sizes)
         return pd.DataFrame({"neurons": self.sizes[order], "accuracy": self.accuracies[order]})
 
-    def plot(self, *, title: str | None = None) -> Figure:
-        """Accuracy vs number of top neurons (retrained probes), with the target line."""
-        from matplotlib.figure import Figure
-
+    def plot(self, *, title: str | None = None, ax: Any = None) -> Axes:
+        """Accuracy vs number of top neurons (retrained probes), with the target line, drawn into ``ax``
+        (default: a new figure)."""
         df = self.to_frame()
-        fig = Figure(figsize=(5.5, 3.4), layout="constrained")
-        ax = fig.add_subplot()
+        ax = new_axes(ax, (5.5, 3.4))
         ax.plot(df["neurons"], df["accuracy"], marker="o")
         ax.axhline(self.full, color="black", linestyle="--", linewidth=0.8, label="all neurons")
         ax.axhline(self.target * self.full, color="tab:red", linestyle=":", label=f"{self.target:.0%} of all")
@@ -381,7 +377,7 @@ class MinimalSubset(Result):
         ax.set_ylabel(f"{self.part} accuracy")
         ax.legend(fontsize="small")
         ax.set_title(title or "minimal neuron subset")
-        return fig
+        return ax
 
 
 def train_minimal_probe(

@@ -29,7 +29,7 @@ from ..store.design import (
 from .scores import ProbeScores, _num, classification_scores, regression_scores
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 PROBE_FORMAT = "neuronwidgets-probe"
 RESULT_FORMAT = "neuronwidgets-probe-result"
@@ -358,14 +358,16 @@ class ProbeResult(Result):
         random-feature baselines."""
         return pd.DataFrame([self.summary()])
 
-    def plot(self, *, title: str | None = None) -> Figure:
+    def plot(self, *, title: str | None = None, ax: Any = None) -> Axes:
         """Bars of the probe's scores (train, dev, test) against its baselines (control task, majority
-        class, random features), those that are known."""
+        class, random features), those that are known, drawn into ``ax`` (default: a new figure)."""
         parts = ["train", "dev", "test", "control", "majority", "random_features"]
         s = self.summary()
         frame = pd.DataFrame({"part": parts, "score": [s.get(p, math.nan) for p in parts]}).dropna()
         metric = "accuracy" if self.probe.task == "classification" else "Pearson r"
-        return bar_plot(frame, "part", "score", k=len(frame), title=title or f"probe {metric} vs baselines")
+        return bar_plot(
+            frame, "part", "score", k=len(frame), title=title or f"probe {metric} vs baselines", ax=ax
+        )
 
     def per_class(self) -> pd.DataFrame:
         """Test precision/recall/F1/support per class."""

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, number, steps_bar, summary
+from ..display import Result, new_axes, number, steps_bar, summary
 from ..models.addresses import NeuronAddress, Site, parse_neuron
 from ..store.activations import Activations
 from ..store.design import Design, Split, resolve_split, sample_rows, threads_by_size
@@ -30,7 +30,7 @@ from .probes import ProbeResult
 from .training import train_probe
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 LINKAGES = ("average", "complete", "single")
 
@@ -98,12 +98,9 @@ class NeuronClusters(Result):
             }
         )
 
-    def plot(self, *, title: str | None = None) -> Figure:
-        """Histogram of cluster sizes."""
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(5.0, 3.2), layout="constrained")
-        ax = fig.add_subplot()
+    def plot(self, *, title: str | None = None, ax: Any = None) -> Axes:
+        """Histogram of cluster sizes, drawn into ``ax`` (default: a new figure)."""
+        ax = new_axes(ax, (5.0, 3.2))
         sizes = self.sizes
         ax.hist(sizes, bins=[float(b) for b in np.arange(1, sizes.max() + 2) - 0.5], color="tab:blue")
         ax.set_xlabel("cluster size (neurons)")
@@ -113,7 +110,7 @@ class NeuronClusters(Result):
             title
             or f"{len(self.neurons)} neurons → {self.num_clusters} clusters (threshold {self.threshold:g})"
         )
-        return fig
+        return ax
 
 
 # ------------------------------------------------------------------------------------------------
@@ -429,20 +426,17 @@ class RedundancyProbes(Result):
             )
         return pd.DataFrame(rows)
 
-    def plot(self, *, title: str | None = None) -> Figure:
-        """Accuracy and share of neurons kept by threshold."""
-        from matplotlib.figure import Figure
-
+    def plot(self, *, title: str | None = None, ax: Any = None) -> Axes:
+        """Accuracy and share of neurons kept by threshold, drawn into ``ax`` (default: a new figure)."""
         df = self.to_frame()
-        fig = Figure(figsize=(5.5, 3.4), layout="constrained")
-        ax = fig.add_subplot()
+        ax = new_axes(ax, (5.5, 3.4))
         ax.plot(df["threshold"], df["accuracy"], marker="o", label="test accuracy")
         ax.plot(df["threshold"], df["kept"], marker="s", linestyle="--", label="share of neurons kept")
         ax.set_xlabel("clustering threshold (1 − |ρ|)")
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize="small")
         ax.set_title(title or "redundancy: probes on cluster representatives")
-        return fig
+        return ax
 
 
 @threads_by_size

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..display import Result, number, summary
+from ..display import Result, new_axes, number, summary
 from ..models.addresses import NeuronAddress, Site, parse_site
 from ..store.activations import Activations
 from ..store.design import (
@@ -22,7 +22,7 @@ from .engine import _check_hyper, _prepare, _run
 from .probes import ProbeResult
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 
 def train_probe(
@@ -136,13 +136,11 @@ class LayerwiseProbes(Result):
         """The site with the highest test accuracy."""
         return max(self.results, key=lambda s: self.results[s].accuracy)
 
-    def plot(self, *, title: str | None = None) -> Figure:
-        """Test accuracy, control accuracy and selectivity by site (matplotlib Figure)."""
-        from matplotlib.figure import Figure
-
+    def plot(self, *, title: str | None = None, ax: Any = None) -> Axes:
+        """Test accuracy, control accuracy and selectivity by site, drawn into ``ax`` (default: a new
+        figure); returns the Axes."""
         df = self.to_frame()
-        fig = Figure(figsize=(max(5.0, 0.55 * len(df) + 2), 3.6), layout="constrained")
-        ax = fig.add_subplot()
+        ax = new_axes(ax, (max(5.0, 0.55 * len(df) + 2), 3.6))
         x = np.arange(len(df))
         ax.plot(x, df["test"], marker="o", label="probe (test)")
         if "control" in df and df["control"].notna().any():
@@ -164,7 +162,7 @@ class LayerwiseProbes(Result):
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize="small", loc="lower right")
         ax.set_title(title or "probe accuracy by layer")
-        return fig
+        return ax
 
 
 def train_layerwise_probes(

@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..display import Result, listing, summary
+from ..display import Result, listing, new_axes, summary
 from ..models.addresses import Site
 from ..store.activations import Activations
 from ..store.design import Design, compute_threads, sample_rows, threads_by_size
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 METHODS = ("cka", "pwcca", "svcca")
 
@@ -246,13 +246,11 @@ class SimilarityMatrix(Result):
         """The matrix as a DataFrame (index: row sites, columns: column sites)."""
         return pd.DataFrame(self.values, index=list(self.rows), columns=list(self.columns))
 
-    def plot(self, *, title: str | None = None, annotate: bool = True) -> Figure:
-        """Heatmap with the values written in the cells."""
-        from matplotlib.figure import Figure
-
+    def plot(self, *, title: str | None = None, annotate: bool = True, ax: Any = None) -> Axes:
+        """Heatmap with the values written in the cells, drawn into ``ax`` (default: a new figure); returns
+        the Axes."""
         a, b = self.values.shape
-        fig = Figure(figsize=(1.0 + 0.6 * b + 1.5, 1.0 + 0.5 * a), layout="constrained")
-        ax = fig.add_subplot()
+        ax = new_axes(ax, (1.0 + 0.6 * b + 1.5, 1.0 + 0.5 * a))
         im = ax.imshow(self.values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         short = [s.replace(".resid", "").replace("layer.", "L") for s in self.columns]
         ax.set_xticks(np.arange(b), short, rotation=45)
@@ -273,9 +271,9 @@ class SimilarityMatrix(Result):
                         fontsize=7,
                         color="black" if v > 0.6 else "white",
                     )
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.figure.colorbar(im, ax=ax, shrink=0.8)
         ax.set_title(title or f"{self.method.upper()} similarity")
-        return fig
+        return ax
 
 
 def _check_same_rows(a: Activations, b: Activations) -> None:

@@ -28,7 +28,7 @@ from ..models.addresses import NeuronAddress, Site, parse_neuron, parse_site
 from .zarrstore import FORMAT, ZARR_FORMAT_VERSION, Layout, LazySites, ZarrStore, is_legacy_store
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 FORMAT_VERSION = ZARR_FORMAT_VERSION
 LEGACY_VERSION = 1
@@ -358,10 +358,15 @@ class Activations(Result):
         return [values[offs[i] : offs[i + 1]] for i in range(len(offs) - 1)]
 
     def plot(
-        self, neuron: str | NeuronAddress | None = None, sentence: int = 0, *, title: str | None = None
-    ) -> Figure:
+        self,
+        neuron: str | NeuronAddress | None = None,
+        sentence: int = 0,
+        *,
+        title: str | None = None,
+        ax: Any = None,
+    ) -> Axes:
         """Bars of ``neuron``'s activation (default: neuron 0 of the first site) over the units of one
-        ``sentence``."""
+        ``sentence``, drawn into ``ax`` (default: a new figure); returns the Axes."""
         addr = self.check_neuron(neuron if neuron is not None else f"{self.sites[0]}:0")
         if not 0 <= sentence < self.num_sentences:
             raise ValueError(f"sentence {sentence} is out of range: there are {self.num_sentences} sentences")
@@ -369,7 +374,12 @@ class Activations(Result):
         values = self.neuron(addr, [sentence])
         frame = pd.DataFrame({"unit": [f"{i}: {u}" for i, u in enumerate(units)], addr.name: values})
         return bar_plot(
-            frame, "unit", addr.name, k=len(frame), title=title or f"{addr.name} on sentence {sentence}"
+            frame,
+            "unit",
+            addr.name,
+            k=len(frame),
+            title=title or f"{addr.name} on sentence {sentence}",
+            ax=ax,
         )
 
     def to_frame(self, neuron: str | NeuronAddress) -> pd.DataFrame:
