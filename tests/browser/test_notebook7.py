@@ -36,6 +36,8 @@ CELLS = [
     "ranking",
     "ranking.plot()",
 ]
+#: uncaught errors of Notebook 7 itself: seen in the same server on a notebook holding only ``1+1``
+NOTEBOOK7_OWN = {"uncaught: Cannot read properties of undefined (reading 'schema')"}
 HEATMAP = ".nw-root.nw-heatmap"
 TABLE = ".nw-root.nw-table"
 READ_TOKENS = """(root) => Array.from(root.querySelectorAll('span.nw-token')).map((e) => ({
@@ -101,6 +103,6 @@ def test_widgets_results_and_plots_render_in_notebook7(notebook_server: Notebook
 
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "notebook7.png"), full_page=True)
-        errors = [c for c in tab.console if c.startswith("uncaught")]
+        errors = [c for c in tab.console if c.startswith("uncaught") and c not in NOTEBOOK7_OWN]
         assert not errors, errors
         assert not tab.dialogs, tab.dialogs
