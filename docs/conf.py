@@ -72,6 +72,7 @@ nitpick_ignore_regex = [
     (r"py:class", r"neuronwidgets(\.\w+)*\._\w+\.\w+"),
     (r"py:class", r"_\w+"),  # a module's private helper type named bare in a signature
     (r"py:class", r"Figure"),  # matplotlib.figure.Figure, imported under TYPE_CHECKING only (lazy matplotlib)
+    (r"py:class", r"Axes"),  # matplotlib.axes.Axes (what results' plot() returns), likewise
 ]
 
 html_theme = "alabaster"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up (Chromium included), then run every test layer:
 #   lint and types (ruff, mypy, tsc) · JS unit tests (vitest) · Python tests: core, widget models and
-#   the real-browser tests (JupyterLab + headless Chromium) · the notebooks executed headless into the course
+#   the real-browser tests (JupyterLab 4, Notebook 7, marimo + headless Chromium) · the notebooks executed headless into the course
 #   pages (build/course, opened by a browser test) · the practicals' worked solutions executed ·
 #   the built wheel carries the bundles and the gold data and installs without Node; installed with
 #   [models] in a fresh venv, `python -m neuronwidgets models install` gives the three default models ·
