@@ -17,12 +17,13 @@ import numpy as np
 import traitlets
 
 from ..core import Activations, ModelHandle, NeuronAddress, extract_activations, load_model, parse_neuron
+from ..core.display import new_axes
 from ._assets import BrowserStateGuard, bundle_file, decode_array, encode_array, require_bundle
 from ._export import write_standalone_html
 from ._palette import diverging_cmap, text_colour
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 DEFAULT_SENTENCES = 10
 #: A static export embeds every neuron of the current site when they take at most this many bytes.
@@ -427,11 +428,13 @@ class TokenHeatmap(BrowserStateGuard, anywidget.AnyWidget):
         }
 
     # -- figure -------------------------------------------------------------------------------------
-    def plot(self, *, width: float = 10.0, fontsize: float = 11.0) -> Figure:
-        """A matplotlib Figure of the shown heatmap (same palette and symmetric scale), for papers."""
+    def plot(self, *, width: float = 10.0, fontsize: float = 11.0) -> Axes:
+        """The shown heatmap drawn with matplotlib (same palette and symmetric scale), for papers: returns
+        the Axes of the tokens, on a new headless figure (``.figure``, colour bar included) that shows
+        itself as a notebook cell's value, like the results' ``plot()``. ``width`` is in inches; the height
+        follows from the text."""
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
-        from matplotlib.figure import Figure
         from matplotlib.font_manager import FontProperties
         from matplotlib.patches import Rectangle
         from matplotlib.textpath import TextToPath
@@ -461,8 +464,10 @@ class TokenHeatmap(BrowserStateGuard, anywidget.AnyWidget):
                 x, k = x + w, k + 1
             y += line * 1.3
         bar_h = 64.0
-        fig = Figure(figsize=(width, (y + bar_h) / 72))
-        ax = fig.add_axes((0.0, bar_h / (y + bar_h), 1.0, y / (y + bar_h)))
+        ax = new_axes(None, (width, (y + bar_h) / 72))
+        fig: Any = ax.figure  # a root Figure (new_axes makes one)
+        fig.set_layout_engine("none")  # the token boxes are placed in points: fixed positions
+        ax.set_position((0.0, bar_h / (y + bar_h), 1.0, y / (y + bar_h)))
         ax.set_xlim(0, width * 72)
         ax.set_ylim(y, 0)
         ax.axis("off")
@@ -491,7 +496,7 @@ class TokenHeatmap(BrowserStateGuard, anywidget.AnyWidget):
             bar.set_ticks([0.0], labels=["0"])
         bar.ax.tick_params(labelsize=fontsize * 0.75)
         cax.set_title(self.label, fontsize=fontsize * 0.8)
-        return fig
+        return ax
 
 
 def _by_granularity(activations: Activations | Sequence[Activations]) -> dict[str, Activations]:

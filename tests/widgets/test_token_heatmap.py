@@ -453,18 +453,18 @@ def test_from_scores_export_has_no_controls(tmp_path: Path) -> None:
 
 # -- figure, packaging --------------------------------------------------------------------------------
 def test_plot_uses_the_same_palette(word_acts: Activations) -> None:
+    from matplotlib.axes import Axes
     from matplotlib.colors import to_hex
-    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
     w = TokenHeatmap(word_acts, neuron="layer.2.resid:7", sentences=[0, 1])
-    fig = w.plot()
-    assert isinstance(fig, Figure)
-    patches = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]
+    ax = w.plot()
+    assert isinstance(ax, Axes) and ax._repr_png_().startswith(b"\x89PNG")
+    patches = [p for p in ax.patches if isinstance(p, Rectangle)]
     values = shown(w)
     assert len(patches) == len(values)
     assert to_hex(patches[int(np.argmax(np.abs(values)))].get_facecolor()) in {"#5e3c99", "#e66101"}
-    texts = [t.get_text() for t in fig.axes[0].texts]
+    texts = [t.get_text() for t in ax.texts]
     assert all(tok in texts for sent in w.tokens for tok in sent)
 
 
