@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 
 import ipywidgets
 import pandas as pd
@@ -86,11 +87,20 @@ def test_doors_open_and_repr_is_short(results, name) -> None:
     assert html.startswith('<div class="nw-result">') and "<script" not in html
 
 
+def _pyplot_figures() -> list[int]:
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    return list(pyplot.get_fignums()) if pyplot is not None else []
+
+
 def check_plot(result) -> None:
     """``plot()`` returns an Axes on a new Figure that shows itself as PNG (no pyplot); ``plot(ax=...)``
     draws into the given Axes (or, for a figure of panels, the given row of Axes) and returns one of them."""
+    before = _pyplot_figures()
     ax = result.plot()
     assert isinstance(ax, Axes), f"{type(result).__name__}.plot() returned {type(ax).__name__}, not an Axes"
+    assert _pyplot_figures() == before, (
+        f"{type(result).__name__}.plot() made a pyplot figure (keep core headless)"
+    )
     assert isinstance(ax.figure, Figure) and ax.has_data()
     assert ax._repr_png_().startswith(b"\x89PNG"), "a new figure's Axes must show the figure in a notebook"
     n = sum(1 for a in ax.figure.axes if a.get_label() != "<colorbar>")
