@@ -17,7 +17,9 @@ def _corpus(n: int) -> list[list[str]]:
     return [list(rng.choice(vocab, size=int(rng.integers(1, 12)))) for _ in range(n)]
 
 
-def test_dask_extraction_is_bit_identical_to_one_process(tiny_models, tmp_path) -> None:
+def test_dask_extraction_is_bit_identical_to_one_process(tiny_models, tmp_path, monkeypatch) -> None:
+    # groups of 2 blocks (10 sentences), so the 8 blocks make 4 tasks for the 2 workers
+    monkeypatch.setattr("neuronwidgets.core.store.extraction.GROUP_SENTENCES", 10)
     m = tiny_models["llama"]
     data = _corpus(40)
     kw = dict(components="all", granularity="token", chunk_sentences=5)

@@ -23,6 +23,7 @@ from ..display import Result, listing, new_axes, summary
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 from ..store.extraction import ExtractionPlan
+from ..store.pipeline import consume_overlapped
 from ..store.streaming import StreamingTopK, quantile_k
 from .alignment import ConceptAlignment
 from .concepts import Concepts
@@ -276,23 +277,29 @@ def extract_statistics(
     show = progress if progress is not None else len(corpus) >= 256
     bar = tqdm(total=len(corpus), desc=f"statistics of {plan.handle.name}", unit="sent", disable=not show)
     try:
-        for b in range(len(plan.bounds)):
-            chunk = plan.run_block(b)
-            first = offsets[-1]
-            n = int(chunk.offsets[-1])
-            offsets += list(first + chunk.offsets[1:])
-            if not word_mode:
-                units_of += [tuple(u) for u in chunk.units]
-            h = _unit_hash(np.arange(first, first + n))
-            cut = _cutoff(hashes, sample)
-            rows = np.flatnonzero(h < cut) if cut is not None else np.arange(n)
-            hashes.append(h[rows])
-            ids.append(first + rows)
-            for site in sites:
-                stats[site].update(np.ascontiguousarray(chunk.arrays[site], np.float32), first, rows)
-            if sum(len(x) for x in hashes) > 2 * sample:
-                _prune(hashes, ids, [stats[s].sample for s in sites], sample)
-            bar.update(chunk.num_sentences)
+        blocks = range(len(plan.bounds))
+        groups = plan.groups(blocks, plan.layout())
+
+        def take(chunks: list) -> None:
+            for _, chunk in chunks:
+                first = offsets[-1]
+                n = int(chunk.offsets[-1])
+                offsets.extend(first + chunk.offsets[1:])
+                if not word_mode:
+                    units_of.extend(tuple(u) for u in chunk.units)
+                h = _unit_hash(np.arange(first, first + n))
+                cut = _cutoff(hashes, sample)
+                rows = np.flatnonzero(h < cut) if cut is not None else np.arange(n)
+                hashes.append(h[rows])
+                ids.append(first + rows)
+                for site in sites:
+                    stats[site].update(np.ascontiguousarray(chunk.arrays[site], np.float32), first, rows)
+                if sum(len(x) for x in hashes) > 2 * sample:
+                    _prune(hashes, ids, [stats[s].sample for s in sites], sample)
+                bar.update(chunk.num_sentences)
+
+        # the statistics of each group are taken while the next group goes through the model
+        consume_overlapped((plan.run_group(g, blocks) for g in groups), take, overlap=len(groups) > 1)
     finally:
         bar.close()
     plan.warn()

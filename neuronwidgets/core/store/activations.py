@@ -49,6 +49,16 @@ class Chunk:
     def num_sentences(self) -> int:
         return len(self.offsets) - 1
 
+    def sentences(self, a: int, b: int) -> Chunk:
+        """Sentences ``a`` to ``b`` (exclusive) of this chunk, as a chunk of their own (views of the rows)."""
+        u0, u1 = int(self.offsets[a]), int(self.offsets[b])
+        return Chunk(
+            self.offsets[a : b + 1] - u0,
+            self.units[a:b],
+            {site: arr[u0:u1] for site, arr in self.arrays.items()},
+            None if self.word_ids is None else self.word_ids[u0:u1],
+        )
+
     @classmethod
     def read_legacy(cls, folder: Path, sites: Sequence[str]) -> Chunk:
         """A chunk of a format-1 store (``.npy`` + JSON, memory-mapped; no checksums)."""

@@ -1,7 +1,7 @@
 """Extraction on a Dask cluster: the blocks of sentences of a Zarr activation store are shared out to the
-workers of a ``distributed.Client``, one task per block, and each worker writes its blocks' chunks (and
+workers of a ``distributed.Client``, one task per group of consecutive blocks (the unit one process batches together), and each worker writes its blocks' chunks (and
 their checksum rows) straight into the store, which must be on storage every worker can reach (a shared
-filesystem path). Blocks are the same as in one process and each is extracted whole, in the same
+filesystem path). Groups are the same as in one process and each is extracted whole, in the same
 batches and with the client's torch thread count (MiniLM's matrix products round differently with 1 and
 2 threads), so the store is bit-identical to a single-process run on the same kind of CPU.
 """
@@ -23,12 +23,21 @@ def extract_on_dask(client: Any, plan: ExtractionPlan, root: Path, todo: list[in
         raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
     if not todo:
         return
+    from .zarrstore import ZarrStore
+
     shared = client.scatter(plan, broadcast=True)
+    layout = ZarrStore.open(root, mode="r").layout
     futures = [
         client.submit(
-            _write_block, shared, str(root.resolve()), k, pure=False, key=f"nw-block-{k}-{root.name}"
+            _write_group,
+            shared,
+            str(root.resolve()),
+            group,
+            [k for k in group if k in todo],
+            pure=False,
+            key=f"nw-blocks-{group[0]}-{group[-1]}-{root.name}",
         )
-        for k in todo
+        for group in plan.groups(todo, layout)
     ]
     replaced = split = 0
     for r, s in client.gather(futures):
@@ -39,8 +48,9 @@ def extract_on_dask(client: Any, plan: ExtractionPlan, root: Path, todo: list[in
         plan.warn()
 
 
-def _write_block(plan: ExtractionPlan, root: str, k: int) -> tuple[int, int]:
-    """On a worker: extract block ``k`` and write it; returns the block's (replaced words, split texts)."""
+def _write_group(plan: ExtractionPlan, root: str, group: list[int], todo: list[int]) -> tuple[int, int]:
+    """On a worker: extract the blocks of ``group`` together (as one process does) and write those in
+    ``todo``; returns the group's (replaced words, split texts)."""
     import torch
 
     from .zarrstore import ZarrStore
@@ -52,8 +62,10 @@ def _write_block(plan: ExtractionPlan, root: str, k: int) -> tuple[int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            chunk = plan.run_block(k)
+            chunks = plan.run_group(group, todo)
     finally:
         torch.set_num_threads(threads)
-    ZarrStore.open(root, mode="r+").write_block(k, chunk)
+    store = ZarrStore.open(root, mode="r+")
+    for k, chunk in chunks:
+        store.write_block(k, chunk)
     return ex.replaced - before[0], ex.split - before[1]

@@ -1,0 +1,76 @@
+"""Overlap the forward passes with what consumes their results (writing a store, updating statistics).
+
+A consumer (compressing and writing chunks, or merging running top-k statistics) spends most of its time
+in NumPy, Zarr codecs and file writes, which release the GIL; the forward passes leave the CPU partly idle
+between and inside batches. Running the consumer in one background thread while the next group of
+sentences goes through the model hides most of its cost. One consumer thread, fed in order, with at most
+one item waiting: the results (and the order of the store's write protocol) are exactly those of the
+plain loop, and memory grows by one item at most.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+def consume_overlapped(items: Iterable[T], consume: Callable[[T], Any], *, overlap: bool = True) -> None:
+    """Call ``consume(item)`` for every item of ``items``, in order, in a background thread while the
+    next item is produced.
+
+    An exception in either the producer or the consumer stops both and is raised here (the consumer's
+    first), after the thread has finished: nothing is left running.
+
+    Args:
+        items: An iterable (typically a generator that runs forward passes).
+        consume: Called once per item, in the order of ``items``, in one thread.
+        overlap: ``False`` runs the plain loop in this thread (same results).
+
+    Returns:
+        None.
+
+    Example:
+        >>> out = []
+        >>> consume_overlapped(iter(range(3)), out.append)
+        >>> out
+        [0, 1, 2]
+    """
+    if not overlap:
+        for item in items:
+            consume(item)
+        return
+    box: queue.Queue[Any] = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        while True:
+            item = box.get()
+            if item is _DONE:
+                return
+            if stop.is_set():
+                continue  # drain after a failure, so the producer never blocks on a full queue
+            try:
+                consume(item)
+            except BaseException as exc:
+                failed.append(exc)
+                stop.set()
+
+    thread = threading.Thread(target=worker, name="neuronwidgets-consumer", daemon=True)
+    thread.start()
+    try:
+        for item in items:
+            if stop.is_set():
+                break
+            box.put(item)
+    finally:
+        box.put(_DONE)
+        thread.join()
+    if failed:
+        raise failed[0]

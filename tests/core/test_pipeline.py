@@ -1,0 +1,86 @@
+"""consume_overlapped: the plain loop's results, in order, with errors raised and no thread left."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from neuronwidgets.core.store.extraction import ExtractionPlan
+from neuronwidgets.core.store.pipeline import consume_overlapped
+
+
+def _threads() -> int:
+    return sum(t.name == "neuronwidgets-consumer" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_items_are_consumed_in_order(overlap) -> None:
+    out: list[int] = []
+    consume_overlapped((i for i in range(50)), out.append, overlap=overlap)
+    assert out == list(range(50)) and _threads() == 0
+
+
+def test_a_consumer_error_stops_the_producer_and_is_raised() -> None:
+    produced: list[int] = []
+
+    def items():
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    def consume(i: int) -> None:
+        if i == 3:
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        consume_overlapped(items(), consume)
+    assert len(produced) < 10 and _threads() == 0
+
+
+def test_a_producer_error_is_raised_after_the_consumer_finished() -> None:
+    seen: list[int] = []
+
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        consume_overlapped(items(), seen.append)
+    assert seen == [1, 2] and _threads() == 0
+
+
+def test_groups_do_not_depend_on_what_is_left_to_do(tiny_models, monkeypatch) -> None:
+    """A resumed run batches sentences as an uninterrupted one: groups come from the layout only."""
+    monkeypatch.setattr("neuronwidgets.core.store.extraction.GROUP_SENTENCES", 7)
+    data = [["a", "b"]] * 23
+    plan = ExtractionPlan.make(
+        tiny_models["bert"], data, None, "resid", "word", "mean", 3, 4, 64, None, "float32"
+    )
+    layout = plan.layout()
+    every = plan.groups(range(8), layout)
+    assert every == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert plan.groups([3, 6], layout) == [[2, 3], [6, 7]]
+    whole = {k: c for g in every for k, c in plan.run_group(g, range(8))}
+    for k, chunk in plan.run_group([2, 3], [3]):
+        assert k == 3
+        for site, arr in chunk.arrays.items():
+            assert (arr == whole[3].arrays[site]).all()
+
+
+def test_torch_float16_conversion_rounds_as_numpy() -> None:
+    """Extraction converts float32 → float16 with torch (faster); it must give NumPy's bits exactly."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            rng.standard_normal(100_000).astype(np.float32) * 10,
+            np.float32([6.1e-5, 5.9e-8, 3e-8, 65504, 65519, 65520, 1e6, -1e6, 0.0, -0.0, np.inf, -np.inf]),
+            rng.uniform(-1e-4, 1e-4, 10_000).astype(np.float32),  # subnormals of float16
+        ]
+    )
+    ours = torch.from_numpy(x).to(torch.float16).numpy()
+    assert np.array_equal(ours.view(np.uint16), x.astype(np.float16).view(np.uint16))
