@@ -12,8 +12,9 @@ What a cell's neurons are:
   results: the MLP neurons (``layer.L.mlp:i``) of the cell's block, each patched alone at the cell's
   position(s) with the same prompts, metric and direction (tracing: the same noise samples), ranked by
   the share of the clean behaviour it restores (:meth:`PatchingResult.ranking`);
-- mediation results (:func:`~neuronwidgets.core.mediate`, grid = layer × head NIE): the MLP neurons of the
-  cell's layer ranked by their NIE, read from the result (only for the ``neuron_layers`` it analysed).
+- mediation results (:func:`~neuronwidgets.core.mediate`, grid = layer × head NIE): the neurons of the
+  cell's layer (Vig et al.'s: the MLP output dimensions ``layer.L.mlp_out:i``) ranked by their NIE, read
+  from the result (only for the ``neuron_layers`` it analysed).
 """
 
 from __future__ import annotations
@@ -331,7 +332,7 @@ def _cell_ranking(
             )
         i = result.neuron_layers.index(row)
         nie, nde = result.neuron_nie[i], result.neuron_nde[i]
-        names = [f"layer.{row}.mlp:{j}" for j in range(len(nie))]
+        names = [f"layer.{row}.{result.neuron_component}:{j}" for j in range(len(nie))]
         return NeuronRanking.from_scores(names, nie, "mediation-nie", columns={"nde": nde})
     layer = int(result.layers[row])
     if layer < 0:

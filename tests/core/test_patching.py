@@ -1,4 +1,4 @@
-"""Activation patching, causal tracing, mediation and attribution patching, each checked against
+"""Activation patching, causal tracing and attribution patching, each checked against
 hand-written PyTorch hooks on full forward passes (no prefix reuse, no batching)."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from neuronwidgets.core import (
     attribution_patch,
     causal_trace,
     load_model,
-    mediate,
     patch,
 )
 from neuronwidgets.core.interventions.prefix import has_hooks
@@ -397,7 +396,7 @@ def test_clear_errors(tiny_models) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Causal tracing, mediation, attribution patching
+# Causal tracing, attribution patching (mediation: test_mediation.py)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -437,57 +436,6 @@ def test_causal_trace_matches_hooks_with_the_same_noise(tiny_models) -> None:
     assert np.abs(res.values - total / 2).max() <= TOL
     again = causal_trace(h, TINY_CLEAN, "Paris", target=t, samples=2, seed=3, layers=[-1, 0, 1])
     assert np.array_equal(res.values, again.values)
-
-
-def test_mediation_follows_vig_et_al(smollm2) -> None:
-    h = smollm2
-    res = mediate(
-        h, ["The {} said that"], {"nurse": "she", "engineer": "he"}, neuron_layers=[29], head_layers=[20]
-    )
-    he, she = (h.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in (" he", " she"))
-
-    def y(lg, anti, stereo):
-        p = lg.softmax(-1)
-        return float(p[anti] / p[stereo])
-
-    with torch.no_grad():
-        null = h.model(**h.encode(["The nurse said that"]), use_cache=False).logits[0, -1]
-        setg = h.model(**h.encode(["The man said that"]), use_cache=False).logits[0, -1]
-    y0, y1 = y(null, he, she), y(setg, he, she)
-    assert res.y_null[0] == pytest.approx(y0, rel=1e-4)
-    assert res.te[0] == pytest.approx(y1 / y0 - 1, rel=1e-3, abs=1e-5)
-    assert len(res.cases) == 2 and res.total_effect == pytest.approx(res.te.mean())
-    # head 20.4, nurse case: NIE sets the head's output (positions 1…) to its set-gender value
-    n = 4
-    src = reference_acts(h, "The man said that", "attn", 20)
-    dims = torch.arange(4 * 64, 5 * 64)
-    lg = reference_logits(
-        h, "The nurse said that", "attn", 20, list(range(1, n)), dims, src[1:, dims.min() : dims.max() + 1]
-    )
-    nie_nurse = y(lg, he, she) / y0 - 1
-    src_e = reference_acts(h, "The woman said that", "attn", 20)
-    with torch.no_grad():
-        e_null = h.model(**h.encode(["The engineer said that"]), use_cache=False).logits[0, -1]
-    lg = reference_logits(
-        h,
-        "The engineer said that",
-        "attn",
-        20,
-        list(range(1, n)),
-        dims,
-        src_e[1:, dims.min() : dims.max() + 1],
-    )
-    nie_eng = y(lg, she, he) / y(e_null, she, he) - 1
-    assert res.head_nie[20, 4] == pytest.approx((nie_nurse + nie_eng) / 2, rel=1e-3, abs=1e-5)
-    # NDE of neuron 29.mlp:5 for the nurse case alone
-    one = mediate(h, ["The {} said that"], {"nurse": "she"}, neuron_layers=[29], head_layers=[])
-    assert np.isnan(one.head_nie).all() and np.isnan(res.head_nie[19]).all()
-    src = reference_acts(h, "The nurse said that", "mlp", 29)
-    lg = reference_logits(h, "The man said that", "mlp", 29, [1], [5], src[[1]][:, [5]])
-    assert one.neuron_nde[0, 5] == pytest.approx(y(lg, he, she) / y0 - 1, rel=1e-3, abs=1e-5)
-    assert one.neurons.method == "mediation-nie" and len(one.neurons) == 1536
-    assert one.neurons.neurons[0] == f"layer.29.mlp:{int(np.argmax(one.neuron_nie[0]))}"
-    assert set(res.top_heads(5).columns) >= {"head", "nie", "nde"}
 
 
 def test_attribution_patching_is_the_first_order_term_and_reports_agreement(tiny_models) -> None:

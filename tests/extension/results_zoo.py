@@ -93,7 +93,7 @@ def build_results(lm: c.ModelHandle) -> dict[str, Any]:
         neuron_nie=rng.normal(size=(1, k)),
         neuron_nde=rng.normal(size=(1, k)),
         neurons=c.NeuronRanking.from_scores(
-            [f"layer.1.mlp:{i}" for i in range(k)], np.arange(k, 0, -1.0), method="nie"
+            [f"layer.1.mlp_out:{i}" for i in range(k)], np.arange(k, 0, -1.0), method="nie"
         ),
     )
     out["ModelHandle"] = lm

@@ -121,7 +121,7 @@ def test_mediation_results_list_the_neurons_they_analysed() -> None:
     nie[1, 3] = 0.5
     neuron_nie = np.array([[0.1, 0.3, -0.2, 0.0]])
     ranking = NeuronRanking.from_scores(
-        [f"layer.1.mlp:{i}" for i in range(4)], neuron_nie[0], "mediation-nie"
+        [f"layer.1.mlp_out:{i}" for i in range(4)], neuron_nie[0], "mediation-nie"
     )
     med = MediationResult(
         cases=("The nurse said that",),
@@ -139,7 +139,7 @@ def test_mediation_results_list_the_neurons_they_analysed() -> None:
     assert grid.row_labels == ["layer.0", "layer.1"] and grid.col_labels == ["head 0", "head 1", "head 2"]
     np.testing.assert_array_equal(grid.matrix, med.head_nie.astype(np.float32))
     grid.set_state({"selected": [1, 0]})
-    assert grid.neurons == ["layer.1.mlp:1", "layer.1.mlp:0"]
+    assert grid.neurons == ["layer.1.mlp_out:1", "layer.1.mlp_out:0"]
     grid.set_state({"selected": [0, 1]})
     assert "layers [1] only" in grid.error
 

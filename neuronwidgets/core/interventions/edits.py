@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.addresses import Site, parse_neurons
+from ..models.addresses import Site, forward_order, parse_neurons
 from ..models.handle import ModelHandle, Prediction
 from ..models.hooks import site_hooks
 from ..models.loading import as_handle
@@ -121,7 +121,7 @@ def compile_edits(
             a0, b0 = per_neuron.get(addr.index, (1.0, 0.0))
             per_neuron[addr.index] = (new[0] * a0, new[0] * b0 + new[1])
     edits: dict[Site, SiteEdit] = {}
-    for site in sorted(affine, key=lambda s: (s.layer, 0 if s.component == "mlp" else 1)):
+    for site in sorted(affine, key=forward_order):
         kept = sorted((i, ab) for i, ab in affine[site].items() if ab != (1.0, 0.0))
         if kept:
             edits[site] = SiteEdit([i for i, _ in kept], [a for _, (a, _) in kept], [b for _, (_, b) in kept])
@@ -158,7 +158,7 @@ def reference_means(
         # under someone else's hooks the activations are not the model's own: use them, never cache them
         cacheable = not has_hooks(handle.model)
         out: dict[Site, np.ndarray] = {}
-        for comp in ("resid", "mlp"):
+        for comp in ("resid", "mlp", "mlp_out"):
             layers = sorted({s.layer for s in missing if s.component == comp})
             if not layers:
                 continue

@@ -8,33 +8,56 @@ For a prompt ``u`` such as "The nurse said that", with a profession whose stereo
 - the *set-gender* intervention swaps the profession for an anti-stereotypical gendered word (nurse →
   " man"; engineer → " woman"), giving ``u_set``;
 - total effect ``TE = y(u_set) / y(u) − 1``;
-- per mediator ``z`` (one MLP neuron at the profession position, or one attention head):
+- per mediator ``z`` (one neuron, or one attention head):
   natural indirect effect ``NIE = y(u, z set to its value under u_set) / y(u) − 1`` and natural direct
   effect ``NDE = y(u_set, z held at its value under u) / y(u) − 1``;
 - everything averaged over templates × single-token professions.
 
-Neurons are the MLP activations that feed each block's down projection (addresses ``layer.L.mlp:i``, the
-neurons the rest of neuronwidgets ranks and ablates). A head's intervention swaps its output (its
-attention-weighted values, the head's slice before the output projection) at every position from the
-profession on; Vig et al. swap only the attention weights — see :class:`MediationResult`.
+The mediators, as in Vig et al.:
+
+- a **neuron** is one dimension of a block's MLP output (what its down / ``c_proj`` projection returns,
+  ``d_model`` wide, before it is added to the residual stream) at the profession position: address
+  ``layer.L.mlp_out:i``, which :func:`~neuronwidgets.core.ablate`, :func:`~neuronwidgets.core.intervene`
+  and the ablation panel accept like any other neuron;
+- a **head**'s mediator is its attention pattern: for the NIE the null prompt runs with that head's
+  attention weights replaced by the weights it has under the set-gender prompt, multiplied by the values
+  of the current (null) run; for the NDE the set-gender prompt runs with that head's weights held at their
+  null values, times the set-gender run's values. Everything else (the other heads, the MLPs, the head's
+  own queries/keys/values) is computed as usual. With grouped-query attention (SmolLM2: 9 query heads on
+  3 key/value heads) a query head's pattern multiplies the values of the key/value head it shares.
+
+How: one extra forward pass per prompt with eager attention records every head's pattern (softmax of
+``QK^T`` with the model's own scaling and mask, after RoPE) and the values it multiplies (the model's
+key/value cache); a head's swapped output is then ``A_swapped @ V_current``, written into that head's
+slice of the attention output projection's input. Patterns are equal before the profession (causal
+attention), so only the rows that differ are written, and a head whose pattern is identical in both runs
+is not re-run at all (identical prompts give exactly zero effects). The intervened runs themselves use the
+model's own attention implementation (SDPA) and recompute only the blocks and positions after the patch
+(:mod:`~neuronwidgets.core.interventions.patch_engine`).
+
+Deviation from Vig et al.'s experiments: they measured heads on Winobias / Winogender sentences (the
+intervention swaps the pronoun and y compares two continuations); here heads and neurons share the
+profession-template protocol above, so the head ranking need not reproduce theirs exactly.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from ..display import Result, new_axes, number, summary
 from ..results import NeuronRanking
 from .edits import _check_handle
-from .patch_engine import Engine, num_heads
-from .patching import Metric, make_units, sweep
+from .patch_engine import _ATTN_OUT_PATHS, Engine, Row, Run, _model_cache, eval_mode, num_heads
+from .patching import Metric, Unit, make_units, row_values, sweep
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -53,13 +76,17 @@ class MediationResult(Result):
         te: ``[C]`` each prompt's total effect; :attr:`total_effect` is their mean.
         head_nie: float64 ``[layers, heads]``, each head's mean NIE (NaN for blocks not analysed).
         head_nde: float64 ``[layers, heads]``, each head's mean NDE (NaN for blocks not analysed).
-        neuron_layers: The blocks whose MLP neurons were analysed.
-        neuron_nie: ``[len(neuron_layers), mlp width]`` mean NIE per neuron.
-        neuron_nde: ``[len(neuron_layers), mlp width]`` mean NDE per neuron.
+        neuron_layers: The blocks whose neurons (MLP output dimensions) were analysed.
+        neuron_nie: ``[len(neuron_layers), width]`` mean NIE per neuron (width ``d_model`` for the MLP
+            output).
+        neuron_nde: ``[len(neuron_layers), width]`` mean NDE per neuron.
         neurons: A :class:`~neuronwidgets.core.NeuronRanking` of those neurons by NIE (column ``"nde"``),
-            usable by every ranking view and the ablation panel.
-        head_mediator: What a head's intervention swaps: ``"output"``, the head's attention-weighted
-            values from the profession on (Vig et al. swap the attention weights only).
+            addresses ``layer.L.mlp_out:i``, usable by every ranking view, :func:`~neuronwidgets.core.ablate` and the
+            ablation panel.
+        head_mediator: What a head's intervention swaps: ``"attention"``, the head's attention weights
+            (Vig et al.), multiplied by the current run's values.
+        neuron_component: The site component of the neurons: ``"mlp_out"``, one dimension of the MLP
+            output at the profession position (Vig et al.).
         meta: Skipped professions and the settings.
 
     Example:
@@ -77,7 +104,8 @@ class MediationResult(Result):
     neuron_nie: np.ndarray
     neuron_nde: np.ndarray
     neurons: NeuronRanking
-    head_mediator: str = "output"
+    head_mediator: str = "attention"
+    neuron_component: str = "mlp_out"
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -203,9 +231,9 @@ def mediate(
     hl = list(range(n_layers)) if head_layers is None else list(head_layers)
     units_h = make_units(handle, "attn", hl, None, None) if hl else []
     nl = list(range(n_layers)) if neuron_layers is None else list(neuron_layers)
-    units_n = make_units(handle, "mlp", nl, None, "all") if nl else []
+    units_n = make_units(handle, "mlp_out", nl, None, "all") if nl else []
     engine = Engine(handle, chunk_tokens)
-    sites = sorted({(u.kind, u.layer) for u in [*units_h, *units_n]})
+    sites = sorted({(u.kind, u.layer) for u in units_n})
     cases, skipped = [], []
     y_null, y_set, te = [], [], []
     h_nie = np.zeros(len(units_h))
@@ -236,11 +264,10 @@ def mediate(
                 skipped.append(f"{prof} in {template!r}")
                 continue
             diff = (enc_null["input_ids"][0] != enc_set["input_ids"][0]).nonzero().flatten().tolist()
-            if len(diff) != 1:
+            if len(diff) > 1:
                 skipped.append(f"{prof} in {template!r}")
                 continue
-            pos = diff[0]
-            length = enc_null["input_ids"].shape[1]
+            pos = diff[0] if diff else 0
             null = engine.record(enc_null, sites)
             setg = engine.record(enc_set, sites)
             y0 = float(y(null.logits)[0])
@@ -249,10 +276,11 @@ def mediate(
             y_null.append(y0)
             y_set.append(y1)
             te.append(y1 / y0 - 1)
-            heads_from = [tuple(range(pos, length))]
             if units_h:
-                h_nie += sweep(engine, null, setg, units_h, heads_from, ym)[:, 0] / y0 - 1
-                h_nde += sweep(engine, setg, null, units_h, heads_from, ym)[:, 0] / y0 - 1
+                att_null = attention_state(handle, enc_null)
+                att_set = attention_state(handle, enc_set)
+                h_nie += _head_effects(engine, null, att_null, att_set, units_h, ym) / y0 - 1
+                h_nde += _head_effects(engine, setg, att_set, att_null, units_h, ym) / y0 - 1
             if units_n:
                 n_nie += sweep(engine, null, setg, units_n, [(pos,)], ym)[:, 0] / y0 - 1
                 n_nde += sweep(engine, setg, null, units_n, [(pos,)], ym)[:, 0] / y0 - 1
@@ -264,7 +292,7 @@ def mediate(
     if skipped:
         warnings.warn(f"skipped (not single tokens): {', '.join(skipped)}", stacklevel=2)
     c = len(cases)
-    width = handle.mlp_size
+    width = handle.hidden_size
     nie_n, nde_n = n_nie / c, n_nde / c
     ranking = NeuronRanking.from_scores(
         [u.label for u in units_n],
@@ -288,5 +316,141 @@ def mediate(
         neuron_nie=nie_n.reshape(len(nl), width) if nl else np.zeros((0, width)),
         neuron_nde=nde_n.reshape(len(nl), width) if nl else np.zeros((0, width)),
         neurons=ranking,
+        head_mediator="attention",
+        neuron_component="mlp_out",
         meta={"skipped": skipped, "set_words": dict(set_words), "professions": dict(professions)},
     )
+
+
+@dataclass(frozen=True)
+class AttentionState:
+    """Every block's attention pattern and the values it multiplies, for one prompt (batch 1).
+
+    ``patterns[L]``: ``[heads, T, T]`` (softmax weights, rows = query positions); ``values[L]``:
+    ``[kv_heads, T, head_dim]``; query head ``h`` reads key/value head ``h // (heads // kv_heads)``.
+    """
+
+    patterns: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+
+@contextmanager
+def _eager_attention(model: Any) -> Iterator[None]:
+    """The model with eager attention (which returns its weights) for the duration; its own
+    implementation restored afterwards, whatever happens."""
+    impl = getattr(model.config, "_attn_implementation", None)
+    if impl == "eager":
+        yield
+        return
+    if not hasattr(model, "set_attn_implementation"):
+        raise ValueError(
+            f"{type(model).__name__} cannot switch to eager attention, which head mediation needs "
+            "to read the attention patterns"
+        )
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(impl)
+
+
+def _attention_module(handle: Any, layer: int) -> nn.Module:
+    """Block ``layer``'s attention module (the parent of its output projection), whose forward returns
+    ``(output, weights)``."""
+    block = handle.blocks[layer]
+    for path in _ATTN_OUT_PATHS:
+        try:
+            block.get_submodule(path)
+        except AttributeError:
+            continue
+        return block.get_submodule(path.rsplit(".", 1)[0])
+    raise ValueError(
+        f"cannot find the attention module in the blocks of {handle.name} ({type(block).__name__}); "
+        f"known layouts: {', '.join(_ATTN_OUT_PATHS)}"
+    )
+
+
+def attention_state(handle: Any, enc: dict[str, torch.Tensor]) -> AttentionState:
+    """One forward pass of ``enc`` with eager attention, returning each block's attention pattern (what
+    each attention module returns beside its output, read by a hook removed afterwards) and the values it
+    multiplies (from the model's key/value cache): the two factors of each head's output."""
+    model = handle.model
+    n = handle.num_layers
+    patterns: list[torch.Tensor | None] = [None] * n
+
+    def keep(i: int) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if isinstance(output, tuple) and len(output) > 1 and isinstance(output[1], torch.Tensor):
+                patterns[i] = output[1][0].detach()
+
+        return hook
+
+    removers = []
+    with torch.no_grad(), eval_mode(model), _eager_attention(model):
+        try:
+            for i in range(n):
+                removers.append(_attention_module(handle, i).register_forward_hook(keep(i)))
+            out = model(**enc, use_cache=True)
+        finally:
+            for r in removers:
+                r.remove()
+    cache = _model_cache(out)
+    layers = getattr(cache, "layers", None)
+    if any(p is None for p in patterns) or layers is None or len(layers) != n:
+        raise ValueError(
+            f"{handle.name} returned no attention pattern or no key/value cache for each of its {n} blocks: "
+            "head mediation (which swaps attention patterns) needs both"
+        )
+    pats = [p for p in patterns if p is not None]
+    values = [layer.values[0].detach() for layer in layers]
+    for a, v in zip(pats, values):
+        t = a.shape[-1]
+        if a.dim() != 3 or v.dim() != 3 or a.shape[0] % v.shape[0] or v.shape[1] != t:
+            raise ValueError(
+                f"unexpected attention shapes in {handle.name}: pattern {tuple(a.shape)}, values {tuple(v.shape)}"
+            )
+    return AttentionState(pats, values)
+
+
+def _head_effects(
+    engine: Engine,
+    base: Run,
+    here: AttentionState,
+    there: AttentionState,
+    units: Sequence[Unit],
+    metric: Metric,
+) -> np.ndarray:
+    """The metric ``[U]`` of ``base`` with each head's attention pattern set to ``there``'s: the head's
+    output becomes ``A_there @ V_here`` (``V`` of the run being intervened on) at the query positions
+    whose pattern differs; a head whose pattern is the same in both runs is not re-run."""
+    rows: list[Row] = []
+    where: list[int] = []
+    for u, unit in enumerate(units):
+        layer = unit.layer
+        a_here, a_there = here.patterns[layer], there.patterns[layer]
+        v = here.values[layer]
+        width = len(unit.dims)
+        head = int(unit.dims[0]) // width
+        group = a_here.shape[0] // v.shape[0]
+        if v.shape[-1] != width:
+            raise ValueError(
+                f"block {layer}'s heads are {v.shape[-1]} wide but its attention output gives each {width} "
+                "dimensions: an unsupported attention layout"
+            )
+        changed = (a_here[head] != a_there[head]).any(-1).nonzero().flatten()
+        if len(changed) == 0:
+            continue
+        out = a_there[head][changed].to(v.dtype) @ v[head // group]
+        rows.append(
+            Row(
+                layer,
+                "attn",
+                changed.repeat_interleave(width),
+                unit.dims.repeat(len(changed)),
+                out.reshape(-1),
+            )
+        )
+        where.append(u)
+    res = np.full(len(units), float(metric.fn(base.logits.float())[0]))
+    res[where] = row_values(engine, base, rows, metric)
+    return res

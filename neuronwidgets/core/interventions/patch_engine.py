@@ -32,7 +32,9 @@ from torch import nn
 from ..models.handle import ModelHandle
 from .prefix import _FINAL_NORMS, _hidden_of, _holds_state, _with_hidden
 
-KINDS = ("resid", "mlp", "attn")
+KINDS = ("resid", "mlp", "mlp_out", "attn")
+#: kinds read/written at the output of their module (a forward hook); the others at its input
+_OUTPUT_KINDS = ("mlp_out",)
 _ATTN_OUT_PATHS = ("self_attn.o_proj", "attn.c_proj", "attention.output.dense", "attention.out_lin")
 
 
@@ -99,9 +101,10 @@ def num_heads(handle: ModelHandle) -> int:
 
 
 def site_module(handle: ModelHandle, kind: str, layer: int) -> nn.Module:
-    """The module whose input is the patched activation (``mlp``: the down projection; ``attn``: the
-    attention output projection, whose input is the heads' outputs before mixing)."""
-    return handle.down_proj(layer) if kind == "mlp" else attn_out(handle, layer)
+    """The module carrying the patched activation: ``mlp``: the input of the down projection (the MLP
+    neurons); ``mlp_out``: its output (the MLP's output, ``d_model`` wide); ``attn``: the input of the
+    attention output projection (the heads' outputs side by side, before mixing)."""
+    return handle.down_proj(layer) if kind in ("mlp", "mlp_out") else attn_out(handle, layer)
 
 
 @contextmanager
@@ -190,7 +193,7 @@ class Engine:
         inputs_embeds: torch.Tensor | None = None,
     ) -> Run:
         """One forward pass of ``enc`` (batch 1), recording block inputs and the activations at ``sites``
-        (``(kind, layer)`` with kind ``"mlp"`` or ``"attn"``; residual states are always recorded)."""
+        (``(kind, layer)`` with kind ``"mlp"``, ``"mlp_out"`` or ``"attn"``; residual states are always recorded)."""
         handle = self.handle
         n = handle.num_layers
         calls: list[Any] = [None] * n
@@ -216,6 +219,12 @@ class Engine:
 
             return hook
 
+        def site_out(key: tuple[str, int]) -> Callable[..., None]:
+            def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+                acts[key] = (output[0] if isinstance(output, tuple) else output).detach().clone()
+
+            return hook
+
         inputs: dict[str, Any] = dict(enc)
         if inputs_embeds is not None:
             inputs.pop("input_ids")
@@ -230,7 +239,10 @@ class Engine:
                     removers.append(block.register_forward_hook(post(i)))
                 for kind, layer in sites:
                     module = site_module(handle, kind, layer)
-                    removers.append(module.register_forward_pre_hook(site((kind, layer))))
+                    if kind in _OUTPUT_KINDS:
+                        removers.append(module.register_forward_hook(site_out((kind, layer))))
+                    else:
+                        removers.append(module.register_forward_pre_hook(site((kind, layer))))
                 out = handle.model(**inputs)
             finally:
                 for r in removers:
@@ -429,10 +441,11 @@ def _apply(x: torch.Tensor, rows: list[Row], order: list[Row], start: int) -> No
 
 @contextmanager
 def _edit_hooks(handle: ModelHandle, layer: int, rows: list[tuple[int, Row]], start: int) -> Iterator[None]:
-    """Hooks on block ``layer``'s down / attention output projection writing the rows' values."""
+    """Hooks on block ``layer``'s down / attention output projection writing the rows' values (into
+    the module's input, or for ``mlp_out`` its output)."""
     removers = []
     try:
-        for kind in ("mlp", "attn"):
+        for kind in ("mlp", "mlp_out", "attn"):
             mine = [(j, r) for j, r in rows if r.kind == kind]
             if not mine:
                 continue
@@ -446,7 +459,16 @@ def _edit_hooks(handle: ModelHandle, layer: int, rows: list[tuple[int, Row]], st
                 act[b, p, d] = v.to(act.dtype)
                 return (act, *args[1:])
 
-            removers.append(site_module(handle, kind, layer).register_forward_pre_hook(hook))
+            def out_hook(module: nn.Module, args: tuple[Any, ...], output: Any, b=b, p=p, d=d, v=v) -> Any:
+                act = (output[0] if isinstance(output, tuple) else output).clone()
+                act[b, p, d] = v.to(act.dtype)
+                return (act, *output[1:]) if isinstance(output, tuple) else act
+
+            module = site_module(handle, kind, layer)
+            if kind in _OUTPUT_KINDS:
+                removers.append(module.register_forward_hook(out_hook))
+            else:
+                removers.append(module.register_forward_pre_hook(hook))
         yield
     finally:
         for r in removers:

@@ -9,7 +9,9 @@ from one run into the other, and measure how much of the clean behaviour comes b
   projection mixes the heads, so grouped-query attention (SmolLM2: 9 query heads on 3 key/value heads)
   needs nothing special;
 - the MLP activation of a block (``component="mlp"``), or its single neurons (``neurons=[...]`` or
-  ``"all"``: addresses ``layer.L.mlp:i``, the activations that feed the down projection).
+  ``"all"``: addresses ``layer.L.mlp:i``, the activations that feed the down projection);
+- the MLP output of a block (``component="mlp_out"``: the down projection's output, ``d_model`` wide,
+  before it is added to the residual stream), or its single dimensions (``layer.L.mlp_out:i``).
 
 ``direction="restore"`` (default, "denoising") runs the corrupted prompt and restores one clean activation;
 ``direction="break"`` runs the clean prompt and inserts one corrupted activation. The metric is read at the
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 METRICS = ("logit_diff", "prob", "logprob", "kl")
-COMPONENTS = ("resid", "attn", "mlp")
+COMPONENTS = ("resid", "attn", "mlp", "mlp_out")
 DIRECTIONS = ("restore", "break")
 
 MetricFn = Callable[[torch.Tensor], torch.Tensor]
@@ -65,7 +67,7 @@ class PatchingResult(Result):
         clean: The metric on the unpatched clean run.
         corrupted: The metric on the unpatched corrupted run (tracing: the mean over noise samples).
         direction: ``"restore"`` (the corrupted run was patched with clean values) or ``"break"``.
-        component: ``"resid"``, ``"attn"`` or ``"mlp"``.
+        component: ``"resid"``, ``"attn"``, ``"mlp"`` or ``"mlp_out"``.
         target: The target token (decoded), if the metric has one.
         foil: The foil token of ``"logit_diff"``.
         method: ``"activation patching"``, ``"causal tracing"`` or ``"attribution patching"``.
@@ -348,7 +350,9 @@ def make_units(
     lay = check_layers(layers, handle.num_layers, allow_embed=component == "resid")
     if component == "attn":
         if neurons is not None:
-            raise ValueError("neurons= applies to component 'resid' or 'mlp'; heads are chosen with heads=")
+            raise ValueError(
+                "neurons= applies to component 'resid', 'mlp' or 'mlp_out'; heads are chosen with heads="
+            )
         nh = num_heads(handle)
         hs = list(range(nh)) if heads is None else list(heads)
         for h in hs:
@@ -420,17 +424,24 @@ def sweep(
             )
             where.append((u, g))
     out = np.full((len(units), len(groups)), _metric_value(metric.fn, base.logits.float())[0])
-    if rows:
-        fn = metric.on_columns if metric.columns is not None and metric.on_columns is not None else metric.fn
-        values = engine.run_rows(
-            base,
-            rows,
-            reduce=lambda lg: _checked(fn, lg),
-            columns=metric.columns if fn is not metric.fn else None,
-        )
-        for (u, g), v in zip(where, _metric_value(lambda x: x, values)):
-            out[u, g] = v
+    for (u, g), v in zip(where, row_values(engine, base, rows, metric)):
+        out[u, g] = v
     return out
+
+
+def row_values(engine: Engine, base: Run, rows: Sequence[Row], metric: Metric) -> np.ndarray:
+    """The metric ``[len(rows)]`` of ``base`` under each row's patch (a few logits only when the metric
+    allows)."""
+    if not rows:
+        return np.zeros(0)
+    fn = metric.on_columns if metric.columns is not None and metric.on_columns is not None else metric.fn
+    values = engine.run_rows(
+        base,
+        rows,
+        reduce=lambda lg: _checked(fn, lg),
+        columns=metric.columns if fn is not metric.fn else None,
+    )
+    return _metric_value(lambda x: x, values)
 
 
 def _tokens(handle: ModelHandle, enc: dict[str, torch.Tensor]) -> tuple[str, ...]:
@@ -478,7 +489,7 @@ def patch(
         model: A causal or masked language model (:class:`~neuronwidgets.core.ModelHandle`).
         clean: The prompt with the behaviour of interest.
         corrupted: A prompt with the same number of tokens that lacks it.
-        component: ``"resid"`` (residual stream after each block), ``"attn"`` (each head) or ``"mlp"``.
+        component: ``"resid"`` (residual stream after each block), ``"attn"`` (each head), ``"mlp"`` (MLP neurons) or ``"mlp_out"`` (MLP output).
         layers: Blocks to patch (default all; ``-1`` is the embeddings for ``"resid"``).
         positions: Token positions (default all); an entry may be a list of positions patched together.
         heads: Heads to patch (``component="attn"``; default all).

@@ -86,9 +86,9 @@ class PrefixCache:
         if not edits:
             return entry.logits
         n = handle.num_layers
-        # a site's first block: an MLP site is inside block L; a residual site (the output of block L,
+        # a site's first block: an MLP site (neurons or output) is inside block L; a residual site (the output of block L,
         # layer -1 for the embeddings) is the input of block L+1, so it is edited directly
-        start = min(s.layer if s.component == "mlp" else s.layer + 1 for s in edits)
+        start = min(s.layer if s.component != "resid" else s.layer + 1 for s in edits)
         manual = next((s for s in edits if s.component == "resid" and s.layer + 1 == start), None)
         h = entry.hidden[start] if start < n else entry.final
         if manual is not None:

@@ -4,7 +4,10 @@ A *site* is a place in the network whose activations are a vector per token:
 
 - ``embed.resid``     the residual stream entering the first block (the embedding output);
 - ``layer.{i}.resid`` the residual stream leaving block ``i`` (0-based, like Hugging Face module names);
-- ``layer.{i}.mlp``   the MLP neurons of block ``i``: the activations that feed its down/output projection.
+- ``layer.{i}.mlp``   the MLP neurons of block ``i``: the activations that feed its down/output projection;
+- ``layer.{i}.mlp_out`` the MLP output of block ``i``: what its down/output projection returns (``d_model``
+  wide, before it is added to the residual stream; Vig et al. 2020's "neurons"). Asked for by name only:
+  ``"all"`` and the defaults mean ``resid`` and ``mlp``.
 
 A *neuron address* is a site plus an index: ``"layer.3.mlp:117"``, ``"embed.resid:42"``. Addresses are
 the same for every architecture, so a ranking, a heatmap and an ablation can pass neurons to each other
@@ -17,7 +20,18 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-COMPONENTS: tuple[str, ...] = ("resid", "mlp")
+#: every component an address may name, in forward order within a block (``resid`` is the block output)
+COMPONENTS: tuple[str, ...] = ("resid", "mlp", "mlp_out")
+#: what "all components" means (extraction, ``handle.sites()``): the MLP output is asked for by name
+DEFAULT_COMPONENTS: tuple[str, ...] = ("resid", "mlp")
+_ORDER = {"mlp": 0, "mlp_out": 1, "resid": 2}
+
+
+def forward_order(site: Site) -> tuple[int, int]:
+    """Sort key putting sites in the order a forward pass reaches them (embeddings first; within a block
+    the MLP neurons, then the MLP output, then the block output)."""
+    return (site.layer, _ORDER.get(site.component, 2))
+
 
 _SITE_RE = re.compile(r"^(?:(?P<embed>embed)|layer\.(?P<layer>\d+))\.(?P<component>[a-z_]+)$", re.ASCII)
 
@@ -28,7 +42,8 @@ class Site:
 
     Attributes:
         layer: ``-1`` for the embeddings (``embed.resid``), else the 0-based block index.
-        component: ``"resid"`` (the residual stream) or ``"mlp"`` (the MLP neurons).
+        component: ``"resid"`` (the residual stream), ``"mlp"`` (the MLP neurons) or ``"mlp_out"`` (the
+            MLP output).
 
     Example:
         >>> Site(3, "mlp").name
@@ -91,7 +106,8 @@ def parse_site(text: str | Site) -> Site:
 
     Raises:
         TypeError: If ``text`` is neither a string nor a :class:`Site`.
-        ValueError: If the string is not ``embed.resid``, ``layer.<i>.resid`` or ``layer.<i>.mlp``.
+        ValueError: If the string is not ``embed.resid``, ``layer.<i>.resid``, ``layer.<i>.mlp`` or
+            ``layer.<i>.mlp_out``.
 
     Example:
         >>> parse_site("layer.3.mlp")
@@ -104,7 +120,8 @@ def parse_site(text: str | Site) -> Site:
     m = _SITE_RE.match(text.strip())
     if m is None:
         raise ValueError(
-            f"cannot parse site {text!r}: expected 'embed.resid', 'layer.<i>.resid' or 'layer.<i>.mlp' "
+            f"cannot parse site {text!r}: expected 'embed.resid', 'layer.<i>.resid', 'layer.<i>.mlp' or "
+            "'layer.<i>.mlp_out' "
             "(e.g. 'layer.3.mlp')"
         )
     component = m.group("component")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..display import TableResult, summary
-from .addresses import COMPONENTS, NeuronAddress, Site, parse_neuron, parse_site
+from .addresses import COMPONENTS, DEFAULT_COMPONENTS, NeuronAddress, Site, parse_neuron, parse_site
 
 KINDS = ("encoder", "classifier", "masked-lm", "causal-lm")
 
@@ -147,13 +147,14 @@ class ModelHandle:
         return ["embed"] + [f"layer.{i}" for i in range(self.num_layers)]
 
     def sites(self, components: Sequence[str] | str | None = None) -> list[Site]:
-        """All sites in forward order: ``embed.resid``, then per block ``mlp`` before ``resid``."""
+        """All sites in forward order: ``embed.resid``, then per block ``mlp``, ``mlp_out``, ``resid``
+        (default: ``resid`` and ``mlp``)."""
         comps = _as_components(components)
         out: list[Site] = []
         if "resid" in comps:
             out.append(Site(-1, "resid"))
         for i in range(self.num_layers):
-            for c in ("mlp", "resid"):
+            for c in ("mlp", "mlp_out", "resid"):
                 if c in comps:
                     out.append(Site(i, c))
         return out
@@ -305,7 +306,7 @@ class ModelHandle:
 
 def _as_components(components: Sequence[str] | str | None) -> tuple[str, ...]:
     if components is None:
-        return COMPONENTS
+        return DEFAULT_COMPONENTS
     if isinstance(components, str):
         components = [components]
     for c in components:

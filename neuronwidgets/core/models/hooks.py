@@ -4,7 +4,8 @@ This is the one place that maps a :class:`~neuronwidgets.core.models.addresses.S
 
 - ``embed.resid``     the input of block 0 (a forward pre-hook), i.e. the embedding output;
 - ``layer.{i}.resid`` the output of block ``i`` (a forward hook; the first element when it is a tuple);
-- ``layer.{i}.mlp``   the input of block ``i``'s down projection (a forward pre-hook).
+- ``layer.{i}.mlp``   the input of block ``i``'s down projection (a forward pre-hook);
+- ``layer.{i}.mlp_out`` the output of block ``i``'s down projection (a forward hook).
 
 Hooks are always removed in ``finally``, so a model never keeps one after an error or an interrupt.
 """
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .addresses import Site
+from .addresses import Site, forward_order
 
 if TYPE_CHECKING:
     from .handle import ModelHandle
@@ -40,6 +41,8 @@ def site_target(handle: ModelHandle, site: Site) -> tuple[nn.Module, str]:
         return handle.block(site.layer), "post"
     if site.component == "mlp":
         return handle.down_proj(site.layer), "pre"
+    if site.component == "mlp_out":
+        return handle.down_proj(site.layer), "post"
     raise ValueError(f"unknown component {site.component!r}")
 
 
@@ -97,7 +100,7 @@ def capture(
     as the last needed site is read, so nothing past it, such as a large LM head, is computed.
     """
     store: dict[Site, torch.Tensor] = {}
-    last = max(sites, key=_forward_order) if sites else None
+    last = max(sites, key=forward_order) if sites else None
 
     def record(site: Site, act: torch.Tensor) -> None:
         store[site] = act
@@ -107,11 +110,6 @@ def capture(
 
     with site_hooks(handle, sites, record):
         yield store
-
-
-def _forward_order(site: Site) -> tuple[int, int]:
-    # within a block the MLP input comes before the block output
-    return (site.layer, 0 if site.component == "mlp" else 1)
 
 
 def run_capturing(

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..data.corpus import Corpus, as_corpus
-from ..models.addresses import COMPONENTS, Site
+from ..models.addresses import COMPONENTS, DEFAULT_COMPONENTS, Site, forward_order
 from ..models.handle import ModelHandle
 from ..models.loading import as_handle
 from .activations import FORMAT, FORMAT_VERSION, Activations, Chunk
@@ -51,7 +51,8 @@ def resolve_sites(
         handle: The model.
         layers: ``None``/``"all"`` (embeddings and every block), an int, or a list of ints and
             ``"embed"``; negative ints count from the last block (-1 is the last).
-        components: ``"resid"``, ``"mlp"``, a list of them, or ``"all"``/``None`` for both.
+        components: ``"resid"``, ``"mlp"``, ``"mlp_out"`` (the MLP output), a list of them, or
+            ``"all"``/``None`` for ``resid`` and ``mlp``.
 
     Returns:
         The sites that exist (the embeddings have no MLP), in forward order.
@@ -64,7 +65,7 @@ def resolve_sites(
         ['layer.0.mlp', 'layer.5.mlp']
     """
     if components is None or components == "all":
-        comps: tuple[str, ...] = COMPONENTS
+        comps: tuple[str, ...] = DEFAULT_COMPONENTS
     elif isinstance(components, str):
         comps = (components,)
     else:
@@ -105,7 +106,7 @@ def resolve_sites(
     sites = [Site(lay, c) for lay in sorted(set(layer_ids)) for c in comps if not (lay < 0 and c != "resid")]
     if not sites:
         raise ValueError("the embeddings have only a residual stream: add 'resid' to components")
-    return sorted(sites, key=lambda s: (s.layer, 0 if s.component == "mlp" else 1))
+    return sorted(sites, key=forward_order)
 
 
 def extract_activations(
