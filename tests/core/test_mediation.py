@@ -315,3 +315,25 @@ def test_mediation_on_smollm2_follows_vig_et_al() -> None:
     assert one.neurons.neurons[0] == f"layer.29.mlp_out:{int(np.argmax(one.neuron_nie[0]))}"
     assert set(res.top_heads(5).columns) >= {"head", "nie", "nde"}
     assert not has_hooks(h.model) and h.model.config._attn_implementation == "sdpa"
+
+
+def test_mlp_out_site_is_the_down_projection_output(models) -> None:
+    from neuronwidgets.core import extract_activations, parse_site
+
+    h = models["llama"]
+    assert (
+        parse_site("layer.1.mlp_out").component == "mlp_out" and h.width("layer.1.mlp_out") == h.hidden_size
+    )
+    with pytest.raises(ValueError, match="embeddings"):
+        parse_site("embed.mlp_out")
+    assert [s.name for s in h.sites()] == [s.name for s in h.sites(["resid", "mlp"])]  # "all" unchanged
+    text = "The quick brown fox"
+    acts = extract_activations(
+        h, [text], layers=[1], components=["mlp", "mlp_out", "resid"], granularity="token", progress=False
+    )
+    assert [str(s) for s in acts.sites] == ["layer.1.mlp", "layer.1.mlp_out", "layer.1.resid"]
+    n = h.encode([text])["input_ids"].shape[1]
+    expected = ref_mlp_out(h, text, 1)
+    got = acts.layer("layer.1.mlp_out")
+    assert got.shape[1] == h.hidden_size and got.shape[0] <= n
+    assert np.abs(got - expected[n - got.shape[0] :].numpy()).max() <= 1e-5

@@ -178,7 +178,26 @@ def mediate(
     head_layers: Sequence[int] | None = None,
     chunk_tokens: int = 4096,
 ) -> MediationResult:
-    """Vig et al.'s causal mediation analysis (see the module docstring).
+    """Vig et al.'s causal mediation analysis of gender bias in a causal LM.
+
+    For each template × single-token profession, the null prompt ``u`` ("The nurse said that") and the
+    set-gender prompt ``u_set`` (the profession replaced by an anti-stereotypical word: "The man said
+    that") give ``y = p(anti-stereotypical pronoun) / p(stereotypical pronoun)`` at the last position,
+    ``TE = y(u_set) / y(u) − 1``, and per mediator ``NIE = y(u, mediator set to its u_set value) / y(u) − 1``
+    and ``NDE = y(u_set, mediator held at its u value) / y(u) − 1``, each averaged over the prompts.
+
+    - A head's mediator is its attention pattern (Vig et al.): NIE runs ``u`` with that head's attention
+      weights replaced by its weights under ``u_set``, multiplied by ``u``'s own values; NDE runs
+      ``u_set`` with the head's weights held at their ``u`` values, times ``u_set``'s values. With
+      grouped-query attention a query head's pattern multiplies its shared key/value head's values. The
+      patterns come from one extra eager-attention pass per prompt (the model's attention implementation
+      is restored afterwards); the intervened runs use the model's own implementation.
+    - A neuron is one dimension of a block's MLP output (the down projection's output, ``d_model`` wide)
+      at the profession position, address ``layer.L.mlp_out:i``.
+
+    Deviation: Vig et al. measured heads on Winobias / Winogender sentences; here heads use the same
+    profession templates as neurons. A template whose two prompts differ in more than one token (or in
+    length) is skipped.
 
     Args:
         model: A causal LM (:class:`~neuronwidgets.core.ModelHandle`).
@@ -187,8 +206,8 @@ def mediate(
             not single tokens are skipped (listed in ``meta["skipped"]``).
         set_words: Stereotypical pronoun → the anti-stereotypical word the set-gender intervention puts
             in the profession's place.
-        neuron_layers: Blocks whose MLP neurons are analysed (default all: ``mlp width × layers`` patched
-            runs per prompt, two effects each).
+        neuron_layers: Blocks whose neurons (MLP output dimensions) are analysed (default all:
+            ``d_model × layers`` patched runs per prompt, two effects each).
         head_layers: Blocks whose heads are analysed (default all).
         chunk_tokens: Most rows × positions re-run at once.
 
@@ -196,8 +215,8 @@ def mediate(
         A :class:`MediationResult`.
 
     Example:
-        >>> med = mediate(lm, ["The {} said that"], {"nurse": "she", "engineer": "he"}, neuron_layers=[29])  # doctest: +SKIP
-        >>> med.total_effect, med.neurons.top(5)  # doctest: +SKIP
+        >>> med = mediate(lm, ["The {} said that"], {"nurse": "she", "engineer": "he"}, neuron_layers=[0])  # doctest: +SKIP
+        >>> med.total_effect, med.top_heads(5), med.neurons.top(5)  # doctest: +SKIP
     """
     handle = _check_handle(model)
     if handle.kind != "causal-lm":
