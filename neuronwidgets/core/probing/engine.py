@@ -3,7 +3,8 @@
 Each step streams over blocks of rows, so a store too large for memory trains chunk by chunk from disk
 (``in_memory=False``); otherwise the standardised matrix is kept in memory, in bfloat16 where the CPU
 multiplies bfloat16 natively (products accumulate in float32; ``precision="float32"`` for exact float32
-arithmetic). The L1 term is smoothed (``sqrt(w² + ε²) − ε``) so that L-BFGS sees a differentiable loss.
+arithmetic). With L-BFGS the L1 term is smoothed (``sqrt(w² + ε²) − ε``) so that it sees a differentiable
+loss (no weight is then exactly zero); the proximal solver (FISTA, float32) solves the exact L1 problem.
 Used by :func:`~neuronwidgets.core.probing.train_probe` and the other probe trainers of this package.
 """
 
@@ -124,6 +125,7 @@ class _Fit:
     target_mean: float
     target_scale: float
     iterations: int
+    objective: float
     dtype: str
     streamed: bool
     train_outputs: np.ndarray | None  # float32 [n_train, C] at the final weights, when kept in memory
@@ -143,13 +145,25 @@ def _fit_linear(
     in_memory: bool | None,
     progress: bool | None,
     desc: str = "training probe",
+    solver: str = "lbfgs",
+    l2_norm: bool = False,
+    init: np.ndarray | None = None,
 ) -> _Fit:
     """Elastic-net logistic/linear regression on standardised columns of ``source`` by full-batch L-BFGS.
 
     Loss: mean cross-entropy (or half mean squared error of the standardised target) + ``l1·Σ|W|`` +
-    ``l2·ΣW²`` (bias not penalised). ``rows`` sorted; ``y`` aligned with ``rows``.
+    ``l2·ΣW²`` (``l2·‖W‖`` with ``l2_norm``, NeuroX's unsquared form; bias not penalised). ``rows``
+    sorted; ``y`` aligned with ``rows``. ``solver="lbfgs"`` smooths ``|w|`` (never exact zeros);
+    ``"owlqn"`` (OWL-QN) and ``"fista"`` (FISTA with soft-thresholding) solve the exact problem (exact
+    zeros); OWL-QN smooths only the unsquared norm, at ``‖W‖ = 0`` (``sqrt(‖W‖² + 1e-12)``).
     """
-    dtype = _compute_dtype(precision)
+    if solver not in ("lbfgs", "owlqn", "fista"):
+        raise ValueError(f"unknown solver {solver!r}: choose from 'lbfgs', 'owlqn', 'fista'")
+    proximal = solver != "lbfgs"
+    if l2_norm and not proximal:
+        raise ValueError("the unsquared L2 norm needs an exact solver ('owlqn' or 'fista')")
+    # exact solvers compare losses to ~1e-7 in their step tests: bfloat16 rounding would stall them
+    dtype = _compute_dtype("float32" if proximal and precision == "auto" else precision)
     f = source.num_features
     c = num_classes if task == "classification" else 1
     n = len(rows)
@@ -248,10 +262,14 @@ def _fit_linear(
         gwt.copy_(gw.T).div_(n)
         grad[c * f :] = gb / n
         total = loss / n
-        if l2:
+        if l2 and not l2_norm:
             total += l2 * float((weight * weight).sum())
             gwt.add_(weight, alpha=2 * l2)
-        if l1:
+        elif l2 and solver == "owlqn":
+            norm = math.sqrt(float((weight * weight).sum()) + 1e-12)
+            total += l2 * norm
+            gwt.add_(weight, alpha=l2 / norm)
+        if l1 and not proximal:
             soft = torch.sqrt(weight * weight + _L1_EPS**2)
             total += l1 * float((soft - _L1_EPS).sum())
             gwt.add_(l1 * weight / soft)
@@ -259,13 +277,34 @@ def _fit_linear(
 
     from tqdm.auto import tqdm
 
-    from .optim import lbfgs
+    from .optim import fista, lbfgs, owlqn
+
+    def prox(v: torch.Tensor, step: float) -> torch.Tensor:
+        w = v[: c * f]  # soft-threshold the weights, then shrink them as a block (exact prox of the sum)
+        w.copy_(torch.sign(w) * torch.clamp(w.abs() - step * l1, min=0.0))
+        if l2_norm and l2:
+            norm = float(w.norm())
+            w.mul_(max(0.0, 1.0 - step * l2 / norm) if norm > 0 else 0.0)
+        return v
+
+    def penalty(theta: torch.Tensor) -> float:
+        w = theta[: c * f]
+        return l1 * float(w.abs().sum()) + (l2 * float(w.norm()) if l2_norm else 0.0)
 
     show = progress if progress is not None else n * f > 2e9
     bar = tqdm(total=max_iter, desc=desc, unit="it", disable=not show)
     try:
         with torch.no_grad():
-            res = lbfgs(fun, torch.zeros(c * f + c), max_iter=max_iter, callback=lambda i, _: bar.update(1))
+            x0 = torch.zeros(c * f + c) if init is None else torch.from_numpy(init.astype(np.float32))
+            tick = lambda i, _: bar.update(1)  # noqa: E731
+            if solver == "owlqn":
+                l1w = torch.zeros_like(x0)
+                l1w[: c * f] = l1
+                res = owlqn(fun, x0, l1w, max_iter=max_iter, callback=tick)
+            elif solver == "fista":
+                res = fista(fun, prox, penalty, x0, max_iter=max_iter, callback=tick)
+            else:
+                res = lbfgs(fun, x0, max_iter=max_iter, callback=tick)
     finally:
         bar.close()
     weight = res.x[: c * f].view(c, f)
@@ -283,6 +322,7 @@ def _fit_linear(
         target_mean=t_mean,
         target_scale=t_scale,
         iterations=res.iterations,
+        objective=float(res.loss),
         dtype=str(dtype).replace("torch.", ""),
         streamed=prepared is None,
         train_outputs=outputs,
@@ -389,6 +429,9 @@ def _train_one(
     in_memory: bool | None,
     progress: bool | None,
     desc: str,
+    solver: str = "lbfgs",
+    l2_norm: bool = False,
+    init: np.ndarray | None = None,
 ) -> tuple[Probe, _Fit]:
     fit = _fit_linear(
         source,
@@ -403,6 +446,9 @@ def _train_one(
         in_memory=in_memory,
         progress=progress,
         desc=desc,
+        solver=solver,
+        l2_norm=l2_norm,
+        init=init,
     )
     probe = Probe(
         task=y.task,
@@ -418,6 +464,10 @@ def _train_one(
         l2=float(l2),
         meta={
             "iterations": fit.iterations,
+            "objective": fit.objective,
+            "solver": solver,
+            "l2_form": "norm" if l2_norm else "squared",
+            "nonzero_weights": int(np.count_nonzero(fit.weight)),
             "dtype": fit.dtype,
             "streamed": fit.streamed,
             "model": prep.activations.model_name,
@@ -449,6 +499,8 @@ def _run(
     precision: str,
     in_memory: bool | None,
     progress: bool | None,
+    solver: str = "lbfgs",
+    l2_norm: bool = False,
 ) -> ProbeResult:
     with compute_threads(len(prep.train_rows) * design.num_features):
         return _run_unthreaded(
@@ -462,6 +514,8 @@ def _run(
             precision=precision,
             in_memory=in_memory,
             progress=progress,
+            solver=solver,
+            l2_norm=l2_norm,
         )
 
 
@@ -477,6 +531,8 @@ def _run_unthreaded(
     precision: str,
     in_memory: bool | None,
     progress: bool | None,
+    solver: str = "lbfgs",
+    l2_norm: bool = False,
 ) -> ProbeResult:
     enc = prep.labels
     source = _DesignSource(design)
@@ -487,6 +543,8 @@ def _run_unthreaded(
         "precision": precision,
         "in_memory": in_memory,
         "progress": progress,
+        "solver": solver,
+        "l2_norm": l2_norm,
     }
     t0 = time.perf_counter()
     probe, fit = _train_one(prep, source, design.names, enc, desc="training probe", **kw)

@@ -18,8 +18,9 @@ from ..store.design import (
     Design,
     Split,
 )
-from .engine import _check_hyper, _prepare, _run
+from .engine import _check_hyper, _prepare
 from .probes import ProbeResult
+from .regularization import resolve_preset, run_preset
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -32,13 +33,14 @@ def train_probe(
     sites: Sequence[str | Site] | str | Site | None = None,
     neurons: Iterable[str | NeuronAddress] | None = None,
     task: str = "auto",
-    l1: float = 1e-5,
-    l2: float = 3e-3,
+    regularization: str = "smooth",
+    l1: float | None = None,
+    l2: float | None = None,
     split: Split | Sequence[float] | None = None,
     seed: int = 0,
     control: bool = True,
     baselines: bool = True,
-    max_iter: int = 30,
+    max_iter: int | None = None,
     precision: str = "auto",
     in_memory: bool | None = None,
     progress: bool | None = None,
@@ -54,14 +56,23 @@ def train_probe(
         sites: Probe whole sites (default all of them).
         neurons: Or given neuron addresses.
         task: ``"auto"``, ``"classification"`` or ``"regression"``.
-        l1: Elastic-net L1 weight on the standardised-feature weights (mean loss + l1·Σ|w| + l2·Σw²).
-        l2: Elastic-net L2 weight.
+        regularization: A named preset (penalty, solver, steps), each documented in
+            :mod:`neuronwidgets.core.probing.regularization`: ``"smooth"`` (the default: elastic net
+            ``l1=1e-5``, ``l2=3e-3`` by 30 L-BFGS steps with ``|w|`` smoothed, so no weight is exactly
+            zero), ``"elastic-net"`` (the same objective solved exactly by OWL-QN, ``l1=1e-3``: exact
+            zeros), ``"lasso"`` (as ``"elastic-net"`` with ``l2=0``) or ``"neurox"`` (Dalvi et al. 2019 /
+            NeuroX: ``l1·Σ|w| + l2·‖W‖`` with λ1 = λ2 chosen on the dev rows among 1e-1 … 1e-5, the most
+            selective λ within 0.01 of the best dev accuracy; the search is in ``result.meta``).
+        l1: L1 weight on the standardised-neuron weights (loss: mean CE + l1·Σ|w| + l2·Σw²); None: the
+            preset's. For ``"neurox"``, giving ``l1`` (or ``l2``) skips the λ search.
+        l2: L2 weight; None: the preset's.
         split: A :class:`~neuronwidgets.core.Split`, fractions ``(train, dev, test)`` or ``(train, test)``,
             or None for 80/10/10; always by sentence, shuffled with ``seed``.
         seed: Seed of the split, the control labels and the random features.
         control: Also train the control-task probe (one more training).
         baselines: Also train the random-feature probe and compute the majority baseline.
-        max_iter: L-BFGS iterations (each one pass over the training rows).
+        max_iter: Solver steps (each one or two passes over the training rows); None: the preset's
+            (30 L-BFGS steps for ``"smooth"``, at most 300 OWL-QN steps for the others).
         precision: ``"auto"`` (bfloat16 products where the CPU supports them natively), ``"float32"``
             or ``"bfloat16"``.
         in_memory: Keep the standardised training matrix in memory (default: when it takes at most
@@ -72,22 +83,24 @@ def train_probe(
         The probe, its scores on train/dev/test and the baselines.
 
     Raises:
-        ValueError: For labels that do not match the rows, an unknown task, site or precision, or a bad
-            split or weight.
+        ValueError: For labels that do not match the rows, an unknown task, site, precision or preset, or
+            a bad split or weight.
 
     Example:
         >>> result = train_probe(acts, corpus.flat_labels("upos"), sites="layer.3.resid")
         >>> result.test.accuracy, result.selectivity
+        >>> sparse = train_probe(acts, corpus.flat_labels("upos"), regularization="neurox")
+        >>> sparse.probe.meta["nonzero_weights"], sparse.meta["lambda_search"]
     """
-    _check_hyper(l1, l2, max_iter)
+    preset, search = resolve_preset(regularization, l1, l2, max_iter)
+    _check_hyper(preset.l1, preset.l2, preset.max_iter)
     design = Design(activations, sites=sites, neurons=neurons)
     prep = _prepare(activations, labels, task, split, seed, control, baselines)
-    return _run(
+    return run_preset(
         prep,
         design,
-        l1=l1,
-        l2=l2,
-        max_iter=int(max_iter),
+        preset,
+        search,
         control=control,
         baselines=baselines,
         precision=precision,
@@ -171,13 +184,14 @@ def train_layerwise_probes(
     *,
     sites: Sequence[str | Site] | None = None,
     task: str = "auto",
-    l1: float = 1e-5,
-    l2: float = 3e-3,
+    regularization: str = "smooth",
+    l1: float | None = None,
+    l2: float | None = None,
     split: Split | Sequence[float] | None = None,
     seed: int = 0,
     control: bool = True,
     baselines: bool = True,
-    max_iter: int = 30,
+    max_iter: int | None = None,
     precision: str = "auto",
     in_memory: bool | None = None,
     progress: bool | None = None,
@@ -190,6 +204,7 @@ def train_layerwise_probes(
         labels: One per activation row.
         sites: The sites to probe (default every extracted site).
         task: As :func:`train_probe`.
+        regularization: As :func:`train_probe` (the ``"neurox"`` search runs for each site).
         l1: As :func:`train_probe`.
         l2: As :func:`train_probe`.
         split: As :func:`train_probe` (one split for every site).
@@ -214,19 +229,19 @@ def train_layerwise_probes(
     chosen = [activations.check_site(s) for s in sites] if sites is not None else activations.sites
     if not chosen:
         raise ValueError("no sites to probe")
-    _check_hyper(l1, l2, max_iter)
+    preset, search = resolve_preset(regularization, l1, l2, max_iter)
+    _check_hyper(preset.l1, preset.l2, preset.max_iter)
     prep = _prepare(activations, labels, task, split, seed, control, baselines)
     from tqdm.auto import tqdm
 
     results: dict[str, ProbeResult] = {}
     show = progress if progress is not None else len(chosen) > 2
     for s in tqdm(chosen, desc="layer-wise probes", disable=not show):
-        results[s] = _run(
+        results[s] = run_preset(
             prep,
             Design(activations, sites=[s]),
-            l1=l1,
-            l2=l2,
-            max_iter=int(max_iter),
+            preset,
+            search,
             control=control,
             baselines=baselines,
             precision=precision,
