@@ -74,7 +74,10 @@ def main() -> None:
             "train_s": round(seconds, 2),
         }
         if "lambda_search" in res.meta:
-            row["lambda_search"] = [{k: round(v, 4) for k, v in r.items()} for r in res.meta["lambda_search"]]
+            row["lambda_search"] = [
+                {k: v if k == "lambda" else round(v, 4) for k, v in r.items()}
+                for r in res.meta["lambda_search"]
+            ]
         log(
             f"{preset} l1={row['l1']:g}: acc {row['accuracy']} sel {row['selectivity']} nz {row['nonzero_weights']}"
         )
