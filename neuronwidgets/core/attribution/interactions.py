@@ -27,13 +27,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    pass
 
 ForwardFunc = Callable[..., torch.Tensor]
 
@@ -121,6 +118,47 @@ class _Evaluator:
         return torch.cat(outs) if outs else torch.zeros(0, dtype=torch.float64)
 
 
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class _PairwiseMethod:
+    """What the three estimators share: ``forward_func``, and the per-example split of ``inputs`` and
+    ``baselines`` (checked once here) with the ``target`` and ``additional_forward_args`` they all take."""
+
+    def __init__(self, forward_func: ForwardFunc):
+        if not callable(forward_func):
+            raise TypeError(
+                f"forward_func must be a callable [N, *shape] -> [N] or [N, ...], got {type(forward_func).__name__}"
+            )
+        self.forward_func = forward_func
+
+    @staticmethod
+    def _examples(
+        inputs: torch.Tensor, baselines: torch.Tensor | float | None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, x')`` of each example, detached."""
+        xb_all = _baselines(inputs, baselines)
+        return [(inputs[b].detach(), xb_all[b].detach()) for b in range(inputs.shape[0])]
+
+    def _evaluators(
+        self,
+        inputs: torch.Tensor,
+        baselines: torch.Tensor | float | None,
+        target: Any,
+        additional: Any,
+        perturbations_per_eval: int,
+    ) -> list[_Evaluator]:
+        """One :class:`_Evaluator` per example, evaluating ``perturbations_per_eval`` coalitions a pass."""
+        batch = _positive_int("perturbations_per_eval", perturbations_per_eval)
+        return [
+            _Evaluator(self.forward_func, x, xb, target, additional, b, batch)
+            for b, (x, xb) in enumerate(self._examples(inputs, baselines))
+        ]
+
+
 # ------------------------------------------------------------------------------------------------
 # Integrated Hessians
 # ------------------------------------------------------------------------------------------------
@@ -143,7 +181,7 @@ def _double_integral_points(n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(gamma), torch.tensor(weight)
 
 
-class IntegratedHessians:
+class IntegratedHessians(_PairwiseMethod):
     """Integrated Hessians (Janizek, Sturmfels & Lee 2020): pairwise interactions of a function's inputs.
 
     ``IntegratedHessians(forward_func).attribute(inputs, baselines=None, target=None, ...)`` returns
@@ -167,9 +205,6 @@ class IntegratedHessians:
         torch.Size([1, 3, 3])
     """
 
-    def __init__(self, forward_func: ForwardFunc):
-        self.forward_func = forward_func
-
     def attribute(
         self,
         inputs: torch.Tensor,
@@ -185,12 +220,15 @@ class IntegratedHessians:
         ``n_steps``: integration nodes (the path has ``n_steps`` points; each needs ``n`` second-order
         backward passes); ``internal_batch_size``: nodes per pass (default all).
         """
-        xb_all = _baselines(inputs, baselines)
+        examples = self._examples(inputs, baselines)
         gamma, weight = _double_integral_points(n_steps)
-        batch = internal_batch_size or n_steps
+        batch = (
+            n_steps
+            if internal_batch_size is None
+            else _positive_int("internal_batch_size", internal_batch_size)
+        )
         results, deltas = [], []
-        for b in range(inputs.shape[0]):
-            x, xb = inputs[b].detach(), xb_all[b].detach()
+        for b, (x, xb) in enumerate(examples):
             delta = (x - xb).reshape(-1)
             n = delta.numel()
             first = torch.zeros(n, dtype=torch.float64)
@@ -240,7 +278,7 @@ class IntegratedHessians:
 MAX_EXACT_FEATURES = 14
 
 
-class ShapleyTaylorInteraction:
+class ShapleyTaylorInteraction(_PairwiseMethod):
     """The order-2 Shapley-Taylor interaction index (Dhamdhere, Agarwal & Sundararajan 2020).
 
     ``attribute`` returns ``[B, n, n]``: the diagonal holds the main effects ``I_i = f({i}) − f(∅)``, the
@@ -262,9 +300,6 @@ class ShapleyTaylorInteraction:
         >>> st[0, 0, 1]  # the pair (0, 1) interacts: 1.0; the pairs with feature 2 do not
         tensor(1., dtype=torch.float64)
     """
-
-    def __init__(self, forward_func: ForwardFunc):
-        self.forward_func = forward_func
 
     def attribute(
         self,
@@ -294,21 +329,14 @@ class ShapleyTaylorInteraction:
         """The index ``[B, n, n]`` and its standard error ``[B, n, n]``: 0 where exact (the main effects,
         and every entry of the exact index); for a sampled pair, the standard deviation of its
         per-permutation values over ``√n_samples`` (NaN with one permutation)."""
-        xb_all = _baselines(inputs, baselines)
+        evaluators = self._evaluators(
+            inputs, baselines, target, additional_forward_args, perturbations_per_eval
+        )
         if n_samples is not None and n_samples < 1:
             raise ValueError(f"n_samples must be at least 1 (or None for the exact index), got {n_samples}")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         out, errors = [], []
-        for b in range(inputs.shape[0]):
-            ev = _Evaluator(
-                self.forward_func,
-                inputs[b].detach(),
-                xb_all[b].detach(),
-                target,
-                additional_forward_args,
-                b,
-                perturbations_per_eval,
-            )
+        for ev in evaluators:
             n = ev.delta.numel()
             if n_samples is None:
                 out.append(self._exact(ev, n))
@@ -411,7 +439,7 @@ class ArchipelagoAttribution(NamedTuple):
     strengths: torch.Tensor
 
 
-class Archipelago:
+class Archipelago(_PairwiseMethod):
     """Archipelago (Tsang, Rambhatla & Liu 2020): ArchDetect finds interacting pairs, which are merged into
     disjoint feature sets; ArchAttribute scores each set by inserting it into the baseline.
 
@@ -431,9 +459,6 @@ class Archipelago:
         tensor([[0, 0, 1]])
     """
 
-    def __init__(self, forward_func: ForwardFunc):
-        self.forward_func = forward_func
-
     def detect(
         self,
         inputs: torch.Tensor,
@@ -448,12 +473,9 @@ class Archipelago:
     def _detect(
         self, inputs: torch.Tensor, baselines: Any, target: Any, additional: Any, batch: int
     ) -> tuple[torch.Tensor, list[_Evaluator], torch.Tensor]:
-        xb_all = _baselines(inputs, baselines)
-        strengths, evaluators, mains = [], [], []
-        for b in range(inputs.shape[0]):
-            ev = _Evaluator(
-                self.forward_func, inputs[b].detach(), xb_all[b].detach(), target, additional, b, batch
-            )
+        evaluators = self._evaluators(inputs, baselines, target, additional, batch)
+        strengths, mains = [], []
+        for ev in evaluators:
             n = ev.delta.numel()
             eye = torch.eye(n, dtype=torch.float64)
             iu, ju = torch.triu_indices(n, n, offset=1)
@@ -475,7 +497,6 @@ class Archipelago:
             s[iu, ju] = w
             s[ju, iu] = w
             strengths.append(s)
-            evaluators.append(ev)
             mains.append(fi - f0)
         return torch.stack(strengths), evaluators, torch.stack(mains)
 
