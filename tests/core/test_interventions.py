@@ -555,6 +555,41 @@ def test_compare_ablations_draws_from_the_same_sites(tiny_models) -> None:
         compare_ablations(h, TEXTS, ranking, 5)
 
 
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+def test_compare_ablations_runs_the_clean_model_once(tiny_models, monkeypatch, mode) -> None:
+    """One clean run serves the top-k and every draw, and the effects are bit-identical to measuring each
+    ablation on its own (the old behaviour: a clean run per draw)."""
+    from neuronwidgets.core.interventions import effects
+
+    h = tiny_models["llama"]
+    ranking = ["layer.0.mlp:7", "layer.1.mlp:3", "layer.1.mlp:11"]
+    calls: list[bool] = []
+
+    def counting(*args, **kwargs):
+        intervened = (len(args) > 2 and args[2] is not None) or kwargs.get("interventions") is not None
+        calls.append(intervened)
+        return predict_logits(*args, **kwargs)
+
+    monkeypatch.setattr(effects, "predict_logits", counting)
+    reference = REFERENCE if mode == "mean" else None
+    c = compare_ablations(
+        h, TEXTS, ranking, 3, n_random=4, seed=2, mode=mode, reference=reference, batch_size=1
+    )
+    assert calls.count(False) == 1 and calls.count(True) == 5
+    monkeypatch.undo()
+    for neurons, got in zip((c.top_neurons, *c.random_neurons), (c.top, *c.random)):
+        spec = Intervention.mean(neurons, REFERENCE) if mode == "mean" else Intervention.zero(neurons)
+        alone = measure_effect(h, TEXTS, spec, batch_size=1)
+        for field in dataclasses.fields(alone):
+            a, b = getattr(got, field.name), getattr(alone, field.name)
+            if isinstance(a, np.ndarray):
+                np.testing.assert_array_equal(a, b, strict=True)
+            else:
+                assert a == b, field.name
+    with pytest.raises(ValueError, match="mode 'mean' needs reference"):
+        compare_ablations(h, TEXTS, ranking, 3, mode="mean")
+
+
 @pytest.mark.real_model
 def test_top_neurons_move_sentiment_more_than_random_ones(sentiment) -> None:
     from neuronwidgets.core.models.addresses import Site

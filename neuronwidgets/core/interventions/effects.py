@@ -118,7 +118,22 @@ def measure_effect(
         >>> effect.kl, effect.intervened_labels"""
     handle = _check_handle(model)
     texts = [texts] if isinstance(texts, str) else list(texts)
-    clean = predict_logits(handle, texts, batch_size=batch_size).double().log_softmax(-1)
+    return _effect(handle, texts, _clean_logp(handle, texts, batch_size), interventions, batch_size)
+
+
+def _clean_logp(handle: ModelHandle, texts: list[str], batch_size: int) -> torch.Tensor:
+    """float64 log-probabilities ``[n, outputs]`` of the clean model."""
+    return predict_logits(handle, texts, batch_size=batch_size).double().log_softmax(-1)
+
+
+def _effect(
+    handle: ModelHandle,
+    texts: list[str],
+    clean: torch.Tensor,
+    interventions: Intervention | Iterable[Intervention],
+    batch_size: int,
+) -> InterventionEffect:
+    """:func:`measure_effect` given the clean log-probabilities (one clean run serves many interventions)."""
     new = predict_logits(handle, texts, interventions, batch_size=batch_size).double().log_softmax(-1)
     e = compare_distributions(clean, new)
     return InterventionEffect(
@@ -316,20 +331,27 @@ def compare_ablations(
             drawn += [f"{site.name}:{int(i)}" for i in rng.choice(pool, size=len(chosen), replace=False)]
         draws.append(tuple(drawn))
 
+    if mode == "mean" and not reference:
+        raise ValueError("mode 'mean' needs reference=[texts...]")
+
     def spec(neurons: Sequence[str]) -> Intervention:
-        if mode == "mean":
-            if not reference:
-                raise ValueError("mode 'mean' needs reference=[texts...]")
+        if mode == "mean" and reference is not None:  # checked above: mode "mean" has its reference
             return Intervention.mean(neurons, reference)
         return Intervention.zero(neurons)
 
     top_names = tuple(a.name for a in top)
-    n_texts = 1 if isinstance(texts, str) else len(texts)
-    bar = steps_bar(1 + n_random, "ablations", progress, auto=n_texts * (1 + n_random) >= 100, unit="draw")
+    text_list = [texts] if isinstance(texts, str) else list(texts)
+    bar = steps_bar(
+        1 + n_random, "ablations", progress, auto=len(text_list) * (1 + n_random) >= 100, unit="draw"
+    )
     effects = []
     with bar:
+        clean: torch.Tensor | None = None  # one clean run serves the top-k and every random draw
         for neurons in (top_names, *draws):
-            effects.append(measure_effect(handle, texts, spec(neurons), batch_size=batch_size))
+            intervention = spec(neurons)
+            if clean is None:
+                clean = _clean_logp(handle, text_list, batch_size)
+            effects.append(_effect(handle, text_list, clean, intervention, batch_size))
             bar.update(1)
     top_effect, random_effects = effects[0], tuple(effects[1:])
     return AblationComparison(k, mode, top_names, tuple(draws), top_effect, random_effects)
