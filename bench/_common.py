@@ -12,14 +12,52 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from neuronwidgets.core import ud_english_path
+
+if TYPE_CHECKING:
+    import torch
+
+    from neuronwidgets.core import Corpus
 
 UD = ud_english_path("dev").parent
 DEV, TEST = ud_english_path("dev").name, ud_english_path("test").name
 NEUROX_PYTHON = os.environ.get("NEUROX_PYTHON", "/tmp/neurox-env/bin/python")
 # NeuroX's side-by-side script is not part of neuronwidgets (the project must not depend on NeuroX)
 NEUROX_BASELINE = os.environ.get("NEUROX_BASELINE", "")
+
+
+BATCH_SIZE, MAX_BATCH_TOKENS = 32, 4096  # extract_activations' defaults, used by the forward baselines
+
+
+def forward_batches(handle: Any, corpus: Corpus) -> list[dict[str, torch.Tensor]]:
+    """The forward baseline's inputs: the texts extraction reads, tokenised with special tokens, sorted
+    longest first and grouped by the same rule as ``extract_activations`` (≤ 32 texts, ≤ 4,096 padded
+    tokens)."""
+    import torch
+
+    ids = sorted(handle.tokenizer(corpus.texts, add_special_tokens=True)["input_ids"], key=len, reverse=True)
+    groups: list[list[list[int]]] = []
+    for seq in ids:
+        if (
+            groups
+            and len(groups[-1]) < BATCH_SIZE
+            and len(groups[-1][0]) * (len(groups[-1]) + 1) <= MAX_BATCH_TOKENS
+        ):
+            groups[-1].append(seq)
+        else:
+            groups.append([seq])
+    batches = []
+    for group in groups:
+        width = len(group[0])
+        input_ids = torch.full((len(group), width), handle.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for r, seq in enumerate(group):
+            input_ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
+        batches.append({"input_ids": input_ids, "attention_mask": mask})
+    return batches
 
 
 def log(msg: str) -> None:

@@ -32,11 +32,21 @@ import time
 from pathlib import Path
 
 import torch
-from _common import DEV, NEUROX_PYTHON, TEST, UD, load_now, log, machine, peak_rss_mb, run_json, run_neurox
+from _common import (
+    DEV,
+    NEUROX_PYTHON,
+    TEST,
+    UD,
+    forward_batches,
+    load_now,
+    log,
+    machine,
+    peak_rss_mb,
+    run_json,
+    run_neurox,
+)
 
 from neuronwidgets.core import Corpus, extract_activations, load_conllu, load_model
-
-BATCH_SIZE, MAX_BATCH_TOKENS = 32, 4096  # extract_activations' defaults, used by the baseline too
 
 
 def load_corpus(data: Path, sentences: int, max_words: int) -> Corpus:
@@ -48,32 +58,6 @@ def load_corpus(data: Path, sentences: int, max_words: int) -> Corpus:
         )
         corpus = Corpus.from_words(corpus.words + test.words, name=f"{DEV}+{TEST}")
     return corpus
-
-
-def forward_batches(handle, corpus: Corpus) -> list[dict[str, torch.Tensor]]:
-    """The baseline's inputs: the texts extraction reads, tokenised with special tokens, sorted longest
-    first and grouped by the same rule as ``extract_activations`` (≤ 32 texts, ≤ 4,096 padded tokens)."""
-    ids = sorted(handle.tokenizer(corpus.texts, add_special_tokens=True)["input_ids"], key=len, reverse=True)
-    groups: list[list[list[int]]] = []
-    for seq in ids:
-        if (
-            groups
-            and len(groups[-1]) < BATCH_SIZE
-            and len(groups[-1][0]) * (len(groups[-1]) + 1) <= MAX_BATCH_TOKENS
-        ):
-            groups[-1].append(seq)
-        else:
-            groups.append([seq])
-    batches = []
-    for group in groups:
-        width = len(group[0])
-        input_ids = torch.full((len(group), width), handle.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for r, seq in enumerate(group):
-            input_ids[r, : len(seq)] = torch.tensor(seq)
-            mask[r, : len(seq)] = 1
-        batches.append({"input_ids": input_ids, "attention_mask": mask})
-    return batches
 
 
 def time_forward(handle, batches: list[dict[str, torch.Tensor]]) -> float:

@@ -31,11 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import load_now, log, machine, peak_rss_mb, run_json
+from _common import forward_batches, load_now, log, machine, peak_rss_mb, run_json
 
 from neuronwidgets.core import Corpus, load_ud_english
 
-BATCH_SIZE, MAX_BATCH_TOKENS = 32, 4096
 MODES = ("forward", "store", "stream", "dask")
 
 
@@ -45,32 +44,6 @@ def load_corpus(sentences: int, max_words: int = 60) -> Corpus:
     words = parts[0].words + parts[1].words
     reps = -(-sentences // len(words))
     return Corpus.from_words((words * reps)[:sentences], name=f"UD EWT dev+test x{reps}")
-
-
-def forward_batches(handle, corpus: Corpus) -> list:
-    import torch
-
-    ids = sorted(handle.tokenizer(corpus.texts, add_special_tokens=True)["input_ids"], key=len, reverse=True)
-    groups: list[list[list[int]]] = []
-    for seq in ids:
-        if (
-            groups
-            and len(groups[-1]) < BATCH_SIZE
-            and len(groups[-1][0]) * (len(groups[-1]) + 1) <= MAX_BATCH_TOKENS
-        ):
-            groups[-1].append(seq)
-        else:
-            groups.append([seq])
-    out = []
-    for group in groups:
-        width = len(group[0])
-        input_ids = torch.full((len(group), width), handle.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for r, seq in enumerate(group):
-            input_ids[r, : len(seq)] = torch.tensor(seq)
-            mask[r, : len(seq)] = 1
-        out.append({"input_ids": input_ids, "attention_mask": mask})
-    return out
 
 
 def child(mode: str, sentences: int, workdir: Path, workers: int) -> dict:
