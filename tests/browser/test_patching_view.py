@@ -8,7 +8,7 @@ AblationPanel the button opens on exactly those neurons.
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import textwrap
 from collections.abc import Iterator
@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from .harness import LabServer, OpenNotebook, Tab, poll, running_notebook, setup_checks
+from . import views
+from .harness import LabServer, poll, running_notebook, setup_checks
+from .views import READ_CELLS
 
 NOTEBOOK = "patching_view.ipynb"
 SHOTS = Path("/tmp/nw-shots")
@@ -35,35 +37,16 @@ expected = patch(model, CLEAN, CORRUPT, component="mlp", layers=[28], neurons="a
                  target=" Paris", foil=" Rome").ranking().top(5)
 """
 VIEW = ".nw-patching-view"
-READ_CELLS = """(root) => ({
-  rows: Array.from(root.querySelectorAll('th.nw-rowhead')).map((e) => e.textContent),
-  values: Array.from(root.querySelectorAll('td.nw-cell')).map((e) => Number(e.dataset.value)),
-})"""
 READ_NEURONS = """(root) => Array.from(root.querySelectorAll('tr.nw-neuron')).map((e) => ({
   name: e.dataset.neuron, value: Number(e.querySelector('.nw-neuron-score').dataset.value),
 }))"""
 
 
-def close_all(page: list[float], expected: list[float], what: str) -> None:
-    assert len(page) == len(expected), f"{what}: {len(page)} values on the page, {len(expected)} in Python"
-    bad = [
-        (i, p, e)
-        for i, (p, e) in enumerate(zip(page, expected))
-        if not math.isclose(p, e, rel_tol=1e-5, abs_tol=1e-6)
-    ]
-    assert not bad, f"{what}: page values differ from Python's at {bad[:5]}"
+close_all = functools.partial(views.close_all, rel_tol=1e-5, abs_tol=1e-6)
 
 
-class Rendered:
-    def __init__(self, tab: Tab, nb: OpenNotebook) -> None:
-        self.tab, self.nb = tab, nb
-
-    @property
-    def view(self) -> Any:
-        return self.tab.page.locator(VIEW).first
-
-    def py(self, expr: str) -> Any:
-        return json.loads(self.nb.kernel_exec(f"print(json.dumps({expr}))"))
+class Rendered(views.Rendered):
+    VIEW = VIEW
 
 
 @pytest.fixture(scope="module")
