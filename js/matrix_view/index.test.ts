@@ -1,17 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { encodeFloat32 } from "../shared/codecs";
-import { FakeModel } from "../shared/fake_model";
+import { describe, expect, it } from "vitest";
+import { flush, float32, mountEach, XSS } from "../shared/mount";
 import widget, { createOfflineModel } from "./index";
 
 const { render } = widget;
 
-const flush = () => new Promise((r) => setTimeout(r, 0));
-const XSS = "<img src=x onerror=alert(1)>";
-
-function matrix(rows: number, cols: number, values: number[]) {
-  const enc = encodeFloat32(new Float32Array(values));
-  return { ...enc, shape: [rows, cols] };
-}
+const matrix = (rows: number, cols: number, values: number[]) => float32(values, [rows, cols]);
 
 function baseState() {
   return {
@@ -27,34 +20,18 @@ function baseState() {
   };
 }
 
-let el: HTMLElement;
-let model: FakeModel;
-let cleanup: () => void;
-
-function show(state: Record<string, unknown> = baseState()) {
-  model = new FakeModel(state);
-  cleanup = render({ model: model as any, el });
-}
-const q = <T extends Element>(sel: string) => el.querySelector(sel) as T;
-const cells = () => [...el.querySelectorAll<HTMLTableCellElement>("td.nw-cell")];
-
-beforeEach(() => {
-  el = document.createElement("div");
-  document.body.appendChild(el);
-});
-afterEach(() => {
-  cleanup?.();
-  el.remove();
-});
+const ui = mountEach(render, baseState);
+const { show, q } = ui;
+const cells = () => [...ui.el.querySelectorAll<HTMLTableCellElement>("td.nw-cell")];
 
 describe("MatrixView", () => {
   it("follows the DOM contract: labelled rows and columns, one cell per value with its exact value", () => {
     show();
     expect(q(".nw-root.nw-matrix")).not.toBeNull();
-    const cols = [...el.querySelectorAll("th.nw-col")].map((th) => th.textContent);
+    const cols = [...ui.el.querySelectorAll("th.nw-col")].map((th) => th.textContent);
     expect(cols).toEqual(["not", "bad", XSS]); // text, never HTML
-    expect(el.querySelector("img")).toBeNull();
-    const rows = [...el.querySelectorAll("th.nw-rowhead")].map((th) => th.textContent);
+    expect(ui.el.querySelector("img")).toBeNull();
+    const rows = [...ui.el.querySelectorAll("th.nw-rowhead")].map((th) => th.textContent);
     expect(rows).toEqual(["embed.resid", "layer.0.resid"]);
     const c = cells();
     expect(c.map((td) => [td.dataset.row, td.dataset.col])).toEqual([
@@ -73,10 +50,10 @@ describe("MatrixView", () => {
 
   it("keeps a one- or two-character column label (\";\", \",\") upright: on its side \";\" reads as \".\"", () => {
     show({ ...baseState(), col_labels: [";", "'s", "wooden"] });
-    const spans = [...el.querySelectorAll<HTMLElement>("th.nw-col .nw-col-text")];
+    const spans = [...ui.el.querySelectorAll<HTMLElement>("th.nw-col .nw-col-text")];
     expect(spans.map((s) => s.textContent)).toEqual([";", "'s", "wooden"]);
     expect(spans.map((s) => s.classList.contains("nw-col-short"))).toEqual([true, true, false]);
-    expect(el.querySelector<HTMLElement>("th.nw-col")!.title).toBe(";");
+    expect(ui.el.querySelector<HTMLElement>("th.nw-col")!.title).toBe(";");
   });
 
   it("colours on a symmetric scale: zero is the background, equal magnitudes equally intense", () => {
@@ -98,13 +75,13 @@ describe("MatrixView", () => {
   it("selects a cell on click and clears it on a second click", () => {
     show();
     cells()[4].click();
-    expect(model.get("selected")).toEqual([1, 1]);
+    expect(ui.model.get("selected")).toEqual([1, 1]);
     expect(cells()[4].classList.contains("nw-selected")).toBe(true);
     expect(cells()[4].getAttribute("aria-selected")).toBe("true");
     cells()[4].click();
-    expect(model.get("selected")).toEqual([]);
+    expect(ui.model.get("selected")).toEqual([]);
     expect(cells().some((td) => td.classList.contains("nw-selected"))).toBe(false);
-    expect(model.saves).toBe(2);
+    expect(ui.model.saves).toBe(2);
   });
 
   it("reads cells with the arrow keys and selects with Enter", () => {
@@ -115,12 +92,12 @@ describe("MatrixView", () => {
     grid.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight", bubbles: true }));
     expect(q(".nw-readout").textContent).toBe("layer.0.resid × bad: 2");
     grid.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
-    expect(model.get("selected")).toEqual([1, 1]);
+    expect(ui.model.get("selected")).toEqual([1, 1]);
   });
 
   it("redraws when Python sends new labels and values together", async () => {
     show();
-    model.update({
+    ui.model.update({
       row_labels: ["a"],
       col_labels: ["x", "y"],
       values: matrix(1, 2, [3, -3]),
@@ -135,7 +112,7 @@ describe("MatrixView", () => {
 
   it("says so when the values do not fit the labels, instead of drawing wrong cells", async () => {
     show();
-    model.update({ values: matrix(3, 2, [1, 2, 3, 4, 5, 6]) });
+    ui.model.update({ values: matrix(3, 2, [1, 2, 3, 4, 5, 6]) });
     await flush();
     expect(q<HTMLElement>(".nw-error").hidden).toBe(false);
     expect(q(".nw-error").textContent).toContain("[3, 2]");
@@ -144,10 +121,10 @@ describe("MatrixView", () => {
   it("shows Python's error and cleans up every listener", () => {
     show({ ...baseState(), error: "cell [5, 5] is outside the 2 × 3 matrix" });
     expect(q(".nw-error").textContent).toContain("outside");
-    cleanup();
-    expect(model.listeners()).toBe(0);
+    ui.cleanup();
+    expect(ui.model.listeners()).toBe(0);
     expect(q(".nw-root")).toBeNull();
-    cleanup = () => {};
+    ui.cleanup = () => {};
   });
 
   it("renders a static export from the embedded state", () => {
@@ -161,7 +138,7 @@ describe("MatrixView", () => {
       buffer_paths: [["values", "view"]],
       buffers: [b64],
     });
-    cleanup = render({ model: offline as any, el });
+    ui.cleanup = render({ model: offline as any, el: ui.el });
     expect(cells().map((td) => Number(td.dataset.value))).toEqual([0.5, -1, 0, 0.25, 2, -0.125]);
     cells()[0].click();
     expect(offline.get("selected")).toEqual([0, 0]);

@@ -1,12 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { encodeFloat32 } from "../shared/codecs";
-import { FakeModel } from "../shared/fake_model";
+import { flush, mountEach, XSS } from "../shared/mount";
 import widget from "./index";
 
 const { render } = widget;
-
-const flush = () => new Promise((r) => setTimeout(r, 0));
-const XSS = "<img src=x onerror=alert(1)>";
 
 function baseState(values: number[]) {
   return {
@@ -31,25 +28,9 @@ function baseState(values: number[]) {
   };
 }
 
-let el: HTMLElement;
-let model: FakeModel;
-let cleanup: () => void;
-
-function show(state = baseState([0.1, -2, 0, 1.5, 2, -0.5])) {
-  model = new FakeModel(state);
-  cleanup = render({ model: model as any, el });
-}
-const q = <T extends Element>(sel: string) => el.querySelector(sel) as T;
-const tokens = () => [...el.querySelectorAll<HTMLSpanElement>("span.nw-token")];
-
-beforeEach(() => {
-  el = document.createElement("div");
-  document.body.appendChild(el);
-});
-afterEach(() => {
-  cleanup?.();
-  el.remove();
-});
+const ui = mountEach(render, () => baseState([0.1, -2, 0, 1.5, 2, -0.5]));
+const { show, q } = ui;
+const tokens = () => [...ui.el.querySelectorAll<HTMLSpanElement>("span.nw-token")];
 
 describe("TokenHeatmap view", () => {
   it("follows the DOM contract: root classes, one span per token with exact text and data attributes", () => {
@@ -67,7 +48,7 @@ describe("TokenHeatmap view", () => {
 
   it("inserts tokens as text: an <img> token creates no element", () => {
     show();
-    expect(el.querySelector("img")).toBeNull();
+    expect(ui.el.querySelector("img")).toBeNull();
     expect(tokens()[2].children.length).toBe(0);
     expect(tokens()[2].textContent).toBe(XSS);
   });
@@ -94,7 +75,7 @@ describe("TokenHeatmap view", () => {
     show();
     const before = tokens();
     const oldColour = before[0].style.backgroundColor;
-    model.update({ values: encodeFloat32(new Float32Array([3, 0, 0, 0, 0, -1])), label: "layer.1.resid:6" });
+    ui.model.update({ values: encodeFloat32(new Float32Array([3, 0, 0, 0, 0, -1])), label: "layer.1.resid:6" });
     await flush();
     const after = tokens();
     expect(after).toHaveLength(6);
@@ -108,7 +89,7 @@ describe("TokenHeatmap view", () => {
 
   it("rebuilds the spans when the tokens change (word view)", async () => {
     show();
-    model.update({
+    ui.model.update({
       tokens: [["The", "movie", "x"], ["unbelievable"]],
       word_ids: [],
       values: encodeFloat32(new Float32Array([1, 2, 3, 4])),
@@ -127,8 +108,8 @@ describe("TokenHeatmap view", () => {
     expect(input.max).toBe("7");
     input.value = "6";
     input.dispatchEvent(new Event("change"));
-    expect(model.sets).toEqual([["neuron", "layer.1.resid:6"]]);
-    expect(model.saves).toBe(1);
+    expect(ui.model.sets).toEqual([["neuron", "layer.1.resid:6"]]);
+    expect(ui.model.saves).toBe(1);
   });
 
   it("lists the sites and commits a site change, keeping the index when it fits", () => {
@@ -138,8 +119,8 @@ describe("TokenHeatmap view", () => {
     expect(select.value).toBe("layer.1.resid");
     select.value = "layer.1.mlp";
     select.dispatchEvent(new Event("change"));
-    expect(model.sets.at(-1)).toEqual(["neuron", "layer.1.mlp:5"]);
-    expect(model.saves).toBe(1);
+    expect(ui.model.sets.at(-1)).toEqual(["neuron", "layer.1.mlp:5"]);
+    expect(ui.model.saves).toBe(1);
   });
 
   it("clamps the index to the new site's width", () => {
@@ -147,7 +128,7 @@ describe("TokenHeatmap view", () => {
     const select = q<HTMLSelectElement>("select.nw-site");
     select.value = "embed.resid";
     select.dispatchEvent(new Event("change"));
-    expect(model.sets.at(-1)).toEqual(["neuron", "embed.resid:7"]);
+    expect(ui.model.sets.at(-1)).toEqual(["neuron", "embed.resid:7"]);
   });
 
   it("commits the index on Enter too (JupyterLab may swallow the native change)", () => {
@@ -155,9 +136,9 @@ describe("TokenHeatmap view", () => {
     const input = q<HTMLInputElement>("input.nw-neuron");
     input.value = "2";
     input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
-    expect(model.sets).toEqual([["neuron", "layer.1.resid:2"]]);
+    expect(ui.model.sets).toEqual([["neuron", "layer.1.resid:2"]]);
     input.dispatchEvent(new Event("change")); // the browser's own change afterwards sends nothing more
-    expect(model.saves).toBe(1);
+    expect(ui.model.saves).toBe(1);
   });
 
   it("refuses a non-integer index locally, without sending it", () => {
@@ -165,7 +146,7 @@ describe("TokenHeatmap view", () => {
     const input = q<HTMLInputElement>("input.nw-neuron");
     input.value = "";
     input.dispatchEvent(new Event("change"));
-    expect(model.sets).toEqual([]);
+    expect(ui.model.sets).toEqual([]);
     expect(q<HTMLElement>(".nw-error").hidden).toBe(false);
     expect(q(".nw-error").textContent).toMatch(/whole number from 0 to 7/);
   });
@@ -176,19 +157,19 @@ describe("TokenHeatmap view", () => {
     expect([...select.options].map((o) => o.value)).toEqual(["word", "token"]);
     select.value = "word";
     select.dispatchEvent(new Event("change"));
-    expect(model.sets).toEqual([["granularity", "word"]]);
-    expect(model.saves).toBe(1);
+    expect(ui.model.sets).toEqual([["granularity", "word"]]);
+    expect(ui.model.saves).toBe(1);
   });
 
   it("shows Python's error and hides the box when it clears", async () => {
     show();
     const box = q<HTMLElement>(".nw-error");
     expect(box.hidden).toBe(true);
-    model.update({ error: "neuron index 99 is out of range for layer.1.resid: valid indices are 0 … 7" });
+    ui.model.update({ error: "neuron index 99 is out of range for layer.1.resid: valid indices are 0 … 7" });
     await flush();
     expect(box.hidden).toBe(false);
     expect(box.textContent).toMatch(/out of range/);
-    model.update({ error: "" });
+    ui.model.update({ error: "" });
     await flush();
     expect(box.hidden).toBe(true);
   });
@@ -197,7 +178,7 @@ describe("TokenHeatmap view", () => {
     show({ ...baseState([1, 2, 3, 4, 5, 6]), sites: [], widths: {}, neuron: "", granularities: [], label: "IG" });
     expect(q<HTMLElement>(".nw-controls").hidden).toBe(true);
     expect(q(".nw-status").textContent).toBe("IG");
-    cleanup();
+    ui.cleanup();
     show({ ...baseState([1, 2, 3, 4, 5, 6]), granularities: ["token"] });
     expect(q<HTMLElement>(".nw-controls").hidden).toBe(false);
     expect((q<HTMLSelectElement>("select.nw-granularity").closest(".nw-field") as HTMLElement).hidden).toBe(true);
@@ -205,7 +186,7 @@ describe("TokenHeatmap view", () => {
 
   it("reports values that do not match the tokens instead of drawing them", async () => {
     show();
-    model.update({ values: encodeFloat32(new Float32Array([1, 2])) });
+    ui.model.update({ values: encodeFloat32(new Float32Array([1, 2])) });
     await flush();
     expect(q<HTMLElement>(".nw-error").hidden).toBe(false);
     expect(q(".nw-error").textContent).toMatch(/2 values for 6 tokens/);
@@ -244,13 +225,13 @@ describe("TokenHeatmap view", () => {
     body.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight" }));
     expect(q(".nw-readout").textContent).toBe("movie: -2 (sentence 3, token 1)");
 
-    model.update({ marked: [[0, 1]] });
+    ui.model.update({ marked: [[0, 1]] });
     await flush();
     expect(marked().map((s) => s.textContent)).toEqual(["movie"]);
-    expect(el.querySelectorAll("[aria-current]")).toHaveLength(1);
+    expect(ui.el.querySelectorAll("[aria-current]")).toHaveLength(1);
 
     // new tokens and marks in one message: the marks apply to the new spans
-    model.update({
+    ui.model.update({
       tokens: [["good"], ["bad", "film"]],
       sentences: [0, 1],
       word_ids: [],
@@ -259,20 +240,20 @@ describe("TokenHeatmap view", () => {
     });
     await flush();
     expect(marked().map((s) => s.textContent)).toEqual(["film"]);
-    model.update({ marked: [] });
+    ui.model.update({ marked: [] });
     await flush();
     expect(marked()).toHaveLength(0);
   });
 
   it("cleanup removes every model and DOM listener", () => {
     show();
-    expect(model.listeners()).toBeGreaterThan(0);
+    expect(ui.model.listeners()).toBeGreaterThan(0);
     const input = q<HTMLInputElement>("input.nw-neuron");
-    cleanup();
-    expect(model.listeners()).toBe(0);
+    ui.cleanup();
+    expect(ui.model.listeners()).toBe(0);
     input.value = "3";
     input.dispatchEvent(new Event("change"));
-    expect(model.sets).toEqual([]);
-    expect(el.querySelector(".nw-root")).toBeNull();
+    expect(ui.model.sets).toEqual([]);
+    expect(ui.el.querySelector(".nw-root")).toBeNull();
   });
 });
