@@ -4,6 +4,7 @@ interpreter. The data is the gold UD English EWT shipped with the package."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -58,6 +59,15 @@ def forward_batches(handle: Any, corpus: Corpus) -> list[dict[str, torch.Tensor]
             mask[r, : len(seq)] = 1
         batches.append({"input_ids": input_ids, "attention_mask": mask})
     return batches
+
+
+def add_corpus_arguments(ap: argparse.ArgumentParser) -> None:
+    """``--data``, ``--sentences`` and ``--max-words``: which UD English-EWT sentences a bench reads."""
+    ap.add_argument("--data", type=Path, default=UD, help="UD English-EWT folder")
+    ap.add_argument("--sentences", type=int, default=1000)
+    ap.add_argument(
+        "--max-words", type=int, default=60, help="skip longer sentences (as the NeuroX anchor does)"
+    )
 
 
 def log(msg: str) -> None:

@@ -36,7 +36,7 @@ from _common import (
     DEV,
     NEUROX_PYTHON,
     TEST,
-    UD,
+    add_corpus_arguments,
     forward_batches,
     load_now,
     log,
@@ -98,11 +98,7 @@ def run_stream(args: argparse.Namespace, sentences: int) -> dict | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=UD, help="UD English-EWT folder")
-    ap.add_argument("--sentences", type=int, default=1000)
-    ap.add_argument(
-        "--max-words", type=int, default=60, help="skip longer sentences (as the NeuroX anchor does)"
-    )
+    add_corpus_arguments(ap)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--piece", type=int, default=200, help="sentences per timed piece")
     ap.add_argument("--neurox-python", default=NEUROX_PYTHON)

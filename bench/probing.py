@@ -25,9 +25,8 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
-from _common import DEV, NEUROX_PYTHON, UD, load_now, log, machine, run_neurox
+from _common import DEV, NEUROX_PYTHON, add_corpus_arguments, load_now, log, machine, run_neurox
 
 from neuronwidgets.core import (
     extract_activations,
@@ -41,11 +40,7 @@ from neuronwidgets.core import (
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=UD, help="UD English-EWT folder")
-    ap.add_argument("--sentences", type=int, default=1000)
-    ap.add_argument(
-        "--max-words", type=int, default=60, help="skip longer sentences (as the NeuroX anchor does)"
-    )
+    add_corpus_arguments(ap)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--neurox-python", default=NEUROX_PYTHON)
     ap.add_argument("--skip-neurox", action="store_true")

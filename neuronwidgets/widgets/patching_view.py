@@ -31,18 +31,11 @@ from ..core import MediationResult, ModelHandle, NeuronRanking, PatchingResult, 
 from ._assets import BrowserStateGuard, bundle_file, decode_array, encode_array, require_bundle
 from ._export import save_html, write_standalone_html
 from .ablation_panel import AblationPanel
+from .matrix_view import _SYNCED as _MATRIX_SYNCED
 from .matrix_view import _check_matrix
 
 _SYNCED = (
-    "row_labels",
-    "col_labels",
-    "values",
-    "label",
-    "row_title",
-    "col_title",
-    "annotate",
-    "selected",
-    "error",
+    *_MATRIX_SYNCED,  # the grid is a MatrixView front end
     "cell",
     "neurons",
     "neuron_scores",
