@@ -501,6 +501,7 @@ def _run(
     progress: bool | None,
     solver: str = "lbfgs",
     l2_norm: bool = False,
+    init: dict[str, np.ndarray | None] | None = None,
 ) -> ProbeResult:
     with compute_threads(len(prep.train_rows) * design.num_features):
         return _run_unthreaded(
@@ -516,6 +517,7 @@ def _run(
             progress=progress,
             solver=solver,
             l2_norm=l2_norm,
+            init=init,
         )
 
 
@@ -533,7 +535,10 @@ def _run_unthreaded(
     progress: bool | None,
     solver: str = "lbfgs",
     l2_norm: bool = False,
+    init: dict[str, np.ndarray | None] | None = None,
 ) -> ProbeResult:
+    """``init``: starting points ``{"probe": θ, "control": θ}`` (flat weights then bias), e.g. a λ path's."""
+    start = init or {}
     enc = prep.labels
     source = _DesignSource(design)
     kw: dict[str, Any] = {
@@ -547,7 +552,9 @@ def _run_unthreaded(
         "l2_norm": l2_norm,
     }
     t0 = time.perf_counter()
-    probe, fit = _train_one(prep, source, design.names, enc, desc="training probe", **kw)
+    probe, fit = _train_one(
+        prep, source, design.names, enc, desc="training probe", init=start.get("probe"), **kw
+    )
     train_s = time.perf_counter() - t0
     scores = {
         "train": _score_rows(probe, source, prep.train_rows, enc, fit.train_outputs),
@@ -556,7 +563,9 @@ def _run_unthreaded(
     }
     control_scores = None
     if control and prep.control is not None:
-        cprobe, _ = _train_one(prep, source, design.names, prep.control, desc="control task", **kw)
+        cprobe, _ = _train_one(
+            prep, source, design.names, prep.control, desc="control task", init=start.get("control"), **kw
+        )
         control_scores = _score_rows(cprobe, source, prep.test_rows, prep.control)
     majority = math.nan
     random_scores = None

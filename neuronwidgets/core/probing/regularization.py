@@ -113,8 +113,9 @@ def search_neurox_lambda(
     kw: dict[str, Any],
     grid: Sequence[float] = NEUROX_GRID,
     tolerance: float = NEUROX_TOLERANCE,
-) -> tuple[float, list[dict[str, float]]]:
-    """λ (= λ1 = λ2) of the ``"neurox"`` preset, chosen on the dev rows, and the table of the search."""
+) -> tuple[float, list[dict[str, float]], dict[str, np.ndarray | None]]:
+    """λ (= λ1 = λ2) of the ``"neurox"`` preset, chosen on the dev rows, the table of the search, and the
+    search's solutions at that λ (the final fit starts from them)."""
     if len(prep.dev_rows) == 0:
         raise ValueError(
             "regularization='neurox' chooses λ on the dev rows, but the split has none: use a split with a "
@@ -124,6 +125,7 @@ def search_neurox_lambda(
     opts = {**kw, "max_iter": preset.max_iter, "solver": preset.solver, "l2_norm": preset.l2_norm}
     table: list[dict[str, float]] = []
     warm: dict[str, np.ndarray | None] = {"probe": None, "control": None}  # the path, largest λ first
+    inits: dict[float, dict[str, np.ndarray | None]] = {}
     for lam in sorted(grid, reverse=True):
         probe, fit = _train_one(
             prep,
@@ -158,11 +160,12 @@ def search_neurox_lambda(
             warm["control"] = np.concatenate([cfit.weight.ravel(), cfit.bias])
             ctrl = _score_rows(cprobe, source, prep.dev_rows, prep.control).accuracy
             row.update(dev_control_accuracy=float(ctrl), dev_selectivity=float(dev - ctrl))
+        inits[lam] = dict(warm)
         table.append(row)
     best = max(r["dev_accuracy"] for r in table)
     ok = [r for r in table if r["dev_accuracy"] >= best - tolerance]
     chosen = max(ok, key=lambda r: (r.get("dev_selectivity", 0.0), r["lambda"]))
-    return chosen["lambda"], table
+    return chosen["lambda"], table, inits[chosen["lambda"]]
 
 
 def run_preset(
@@ -181,9 +184,10 @@ def run_preset(
     kw: dict[str, Any] = {"precision": precision, "in_memory": in_memory, "progress": progress}
     l1, l2 = preset.l1, preset.l2
     meta: dict[str, Any] = {"regularization": preset.name}
+    init: dict[str, np.ndarray | None] | None = None
     if search:
         with compute_threads(len(prep.train_rows) * design.num_features):
-            lam, table = search_neurox_lambda(prep, design, preset, {**kw, "progress": False})
+            lam, table, init = search_neurox_lambda(prep, design, preset, {**kw, "progress": False})
         l1 = l2 = lam
         meta["lambda_search"] = table
     result = _run(
@@ -196,6 +200,7 @@ def run_preset(
         baselines=baselines,
         solver=preset.solver,
         l2_norm=preset.l2_norm,
+        init=init,
         **kw,
     )
     return replace(result, meta={**result.meta, **meta})
