@@ -269,11 +269,12 @@ def mediate(
         a_id, s_id = pron_ids[anti], pron_ids[stereo]
 
         def y(logits: torch.Tensor, a_id: int = a_id, s_id: int = s_id) -> torch.Tensor:
-            # p(anti) / p(stereo): the softmax normaliser cancels
-            return (logits[:, a_id].float() - logits[:, s_id].float()).exp()
+            # p(anti) / p(stereo): the softmax normaliser cancels; float64, so the ratio of two
+            # probabilities far apart (a logit gap over 88) stays finite instead of overflowing float32
+            return (logits[:, a_id].double() - logits[:, s_id].double()).exp()
 
         # patched runs compute only the two pronouns' logits
-        ym = Metric("y", y, (a_id, s_id), lambda lg: (lg[:, 0].float() - lg[:, 1].float()).exp())
+        ym = Metric("y", y, (a_id, s_id), lambda lg: (lg[:, 0].double() - lg[:, 1].double()).exp())
 
         for template in templates:
             null_text, set_text = template.format(prof.strip()), template.format(word)

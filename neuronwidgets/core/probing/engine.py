@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,9 +33,6 @@ from ..store.design import (
 )
 from .probes import _BLOCK_ROWS, Probe, ProbeResult, _outputs, control_labels
 from .scores import ProbeScores, classification_scores, regression_scores
-
-if TYPE_CHECKING:
-    pass
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 _L1_EPS = 1e-3  # smoothing of |w| (sqrt(w² + ε²) − ε) so that L-BFGS sees a differentiable loss
@@ -113,7 +110,12 @@ def _column_sums(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, int]:
 
 def _centred_squares(z: torch.Tensor) -> np.ndarray:
     zn = z.numpy()
-    return np.einsum("ij,ij->j", zn, zn).astype(np.float64)
+    squares = np.einsum("ij,ij->j", zn, zn).astype(np.float64)
+    overflow = ~np.isfinite(squares)  # |values| beyond ~1e19: their squares overflow float32
+    if overflow.any():
+        wide = zn[:, overflow].astype(np.float64)
+        squares[overflow] = np.einsum("ij,ij->j", wide, wide)
+    return squares
 
 
 @dataclass

@@ -5,6 +5,7 @@ real values.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -164,6 +165,16 @@ def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> ProbeScores:
     y_pred = np.asarray(y_pred, dtype=np.float64)
     if len(y_true) < 2:
         return ProbeScores("regression", len(y_true))
+    constant = [name for name, v in (("targets", y_true), ("predictions", y_pred)) if np.ptp(v) == 0]
+    if constant:
+        warnings.warn(
+            f"regression scores on {len(y_true)} rows: the {' and the '.join(constant)} are constant, so "
+            "Pearson's r and Spearman's ρ are undefined (NaN); the mean squared error is still reported "
+            "(constant predictions usually mean the activations carry no signal, e.g. a constant or "
+            "all-zero matrix)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return ProbeScores(
         "regression",
         len(y_true),
