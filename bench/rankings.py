@@ -189,7 +189,7 @@ def main() -> None:
         "full_test_acc": round(float(full.accuracy), 4),
         "pass": summary,
         "total_s": round(time.perf_counter() - t_all, 1),
-        "machine": {**machine(load_start), "note": "2 CPU cores shared by 7 concurrent jobs this session"},
+        "machine": machine(load_start),
     }
     print(json.dumps(out), flush=True)
 
