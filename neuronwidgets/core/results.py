@@ -258,12 +258,14 @@ class NeuronRanking(Result):
         y = np.arange(k)[::-1]
         base, digits = _bar_base(scores)
         ax.barh(y, scores - base, left=base, color="tab:blue")
-        for yi, v in zip(y, scores):
-            ax.text(v, yi, f" {v:.{digits}f}", va="center", ha="left", fontsize="x-small")
+        for yi, v in zip(y, scores):  # the value at the bar's outer end: right of it, or left if negative
+            text, side = (f"{v:.{digits}f} ", "right") if v < base else (f" {v:.{digits}f}", "left")
+            ax.text(v, yi, text, va="center", ha=side, fontsize="x-small")
         if k:
             hi = float(max(scores.max(), base))
             lo = float(min(scores.min(), base))
-            ax.set_xlim(lo, hi + 0.18 * max(hi - lo, 1e-12))  # room for the values
+            room = 0.18 * max(hi - lo, 1e-12)  # room for the values
+            ax.set_xlim(lo - (room if lo < base else 0.0), hi + room)
         tc = self.top_class
         labels = [f"{n}  ({tc[i]})" if tc is not None else n for i, n in enumerate(self.neurons[:k])]
         ax.set_yticks(y, labels, fontsize="small")

@@ -28,3 +28,16 @@ def test_attribution_plot_keeps_a_semicolon_upright(tiny_models) -> None:
     assert ";" in attr.words
     rot = _rotations(attr.plot())
     assert rot[";"] == 0 and rot["film"] == 60
+
+
+def test_ranking_bars_write_a_negative_value_left_of_its_bar() -> None:
+    """A negative score's bar grows leftwards: its value is written left of the bar's end, with room on the
+    axis for it, instead of on top of the bar."""
+    from neuronwidgets.core import NeuronRanking
+
+    ranking = NeuronRanking.from_scores(["layer.0.mlp:1", "layer.0.mlp:2"], [0.5, -0.25], "test")
+    ax = ranking.plot(k=2)
+    texts = {t.get_text().strip(): t for t in ax.texts}
+    assert texts["0.500"].get_horizontalalignment() == "left"
+    assert texts["-0.250"].get_horizontalalignment() == "right"
+    assert ax.get_xlim()[0] < -0.25

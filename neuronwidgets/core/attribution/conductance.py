@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 from ..display import Result, new_axes, summary
-from ..models.addresses import Site
+from ..models.addresses import Site, forward_order
 from ..models.handle import ModelHandle
 from ..models.hooks import StopForward, site_hooks
 from ..plotting import token_xticks
@@ -120,10 +120,6 @@ def site_attributions(
     return SiteAttributions(values, diff, endpoints, "")
 
 
-def _forward_order(site: Site) -> tuple[int, int]:
-    return (site.layer, 0 if site.component == "mlp" else 1)
-
-
 def _chunks(alphas: list[float], weights: list[float], batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     a, w = torch.tensor(alphas), torch.tensor(weights)
     return [(a[i : i + batch], w[i : i + batch]) for i in range(0, len(alphas), batch)]
@@ -164,7 +160,7 @@ def _tangents_forward_ad(
     """``dh/dα`` at each site for every path point: one forward-mode pass, stopped after the last site."""
     import torch.autograd.forward_ad as fwad
 
-    last = max(sites, key=_forward_order)
+    last = max(sites, key=forward_order)
     found: dict[Site, torch.Tensor] = {}
 
     def record(site: Site, act: torch.Tensor) -> None:
@@ -192,7 +188,7 @@ def _tangents_finite_difference(
 
 
 def _capture(setup: TextSetup, sites: list[Site], full: torch.Tensor) -> dict[Site, torch.Tensor]:
-    last = max(sites, key=_forward_order)
+    last = max(sites, key=forward_order)
     found: dict[Site, torch.Tensor] = {}
 
     def record(site: Site, act: torch.Tensor) -> None:
@@ -275,7 +271,7 @@ def _resolve_sites(handle: ModelHandle, sites: Any, default: str) -> list[Site]:
         raise ValueError("no sites given: pass e.g. 'layer.3.mlp', a list of sites, 'resid', 'mlp' or 'all'")
     if len(set(out)) != len(out):
         raise ValueError("a site is listed twice")
-    return sorted(out, key=_forward_order)
+    return sorted(out, key=forward_order)
 
 
 def _integrate(
