@@ -31,7 +31,7 @@ from ..store.design import (
     encode_labels,
     resolve_split,
 )
-from .probes import _BLOCK_ROWS, Probe, ProbeResult, _outputs, control_labels
+from .probes import _BLOCK_ROWS, Probe, ProbeResult, _outputs, control_labels, string_codes
 from .scores import ProbeScores, classification_scores, regression_scores
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -384,8 +384,7 @@ def _prepare(
         if words is None:
             type_ids = np.arange(activations.num_units, dtype=np.int64)
         else:
-            _, type_ids = np.unique(np.asarray(words, dtype=str), return_inverse=True)
-            type_ids = type_ids.astype(np.int64)
+            type_ids = string_codes(words)[1]
     return _Prepared(activations, enc, sp, tr, dv, te, ctrl, type_ids, seed)
 
 

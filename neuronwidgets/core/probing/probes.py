@@ -467,8 +467,16 @@ def control_labels(
     lab = np.asarray([str(v) for v in np.asarray(labels).tolist()], dtype=object)
     if len(ws) != len(lab):
         raise ValueError(f"{len(ws)} words but {len(lab)} labels: give one label per word")
-    classes, counts = np.unique(lab.astype(str), return_counts=True)
-    types, inverse = np.unique(np.asarray(ws, dtype=str), return_inverse=True)
+    classes, counts = np.unique(lab, return_counts=True)
+    types, inverse = string_codes(ws)
     rng = np.random.default_rng(seed)
     drawn = rng.choice(len(classes), size=len(types), p=counts / counts.sum())
     return classes.astype(object)[drawn[inverse]]
+
+
+def string_codes(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(strings, return_inverse=True)`` (sorted distinct strings, each string's index among
+    them) without a fixed-width unicode array, whose size is the *longest* string times the count: one
+    473-character URL in a million UD words would make it 1.9 GB."""
+    codes, uniques = pd.factorize(np.asarray(strings, dtype=object), sort=True)
+    return np.asarray(uniques, dtype=object), codes.astype(np.int64)

@@ -357,7 +357,7 @@ class ZarrStore:
         step(f"block {k}: rows")
         ustr = np.full(self.layout.cap, "", dtype=object)
         ustr[:n] = units
-        self.group["unit"][r0 : r0 + self.layout.cap] = ustr.astype(str)
+        self.group["unit"][r0 : r0 + self.layout.cap] = ustr
         sent = np.full(self.layout.cap, -1, dtype=np.int64)
         sent[:n] = sentence
         self.group["sentence"][r0 : r0 + self.layout.cap] = sent
@@ -496,6 +496,8 @@ def _corrupt(root: Path, name: str, where: str | None, why: Any, whole: bool = F
 
 
 def _write_corpus(group: Any, corpus: Any, opts: dict[str, Any]) -> None:
+    # strings go to Zarr as object arrays: a fixed-width unicode array is as wide as the longest string
+    # (UD EWT has a 473-character URL: 1.9 GB for a million words)
     sub = group.create_group("corpus", attributes={"name": corpus.name, "columns": list(corpus.labels)})
     words = [w for s in corpus.words for w in s]
     offs = np.concatenate([[0], np.cumsum([len(s) for s in corpus.words])]).astype(np.int64)
@@ -508,7 +510,7 @@ def _write_corpus(group: Any, corpus: Any, opts: dict[str, Any]) -> None:
         dtype=str,
         dimension_names=("word",),
         **opts,
-    )[:] = np.array(words, dtype=str)
+    )[:] = np.array(words, dtype=object)
     sub.create_array(
         "span",
         shape=spans.shape,
@@ -532,9 +534,9 @@ def _write_corpus(group: Any, corpus: Any, opts: dict[str, Any]) -> None:
         dtype=str,
         dimension_names=("sentence",),
         **opts,
-    )[:] = np.array(corpus.texts, dtype=str)
+    )[:] = np.array(corpus.texts, dtype=object)
     for col, rows in corpus.labels.items():
-        flat = np.array([lab for s in rows for lab in s], dtype=str)
+        flat = np.array([str(lab) for s in rows for lab in s], dtype=object)
         sub.create_array(
             f"label.{col}",
             shape=flat.shape,
