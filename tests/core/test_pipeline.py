@@ -84,3 +84,31 @@ def test_torch_float16_conversion_rounds_as_numpy() -> None:
     )
     ours = torch.from_numpy(x).to(torch.float16).numpy()
     assert np.array_equal(ours.view(np.uint16), x.astype(np.float16).view(np.uint16))
+
+
+def test_at_most_two_items_live_at_once() -> None:
+    """An item is handed over, not queued: while the consumer works on item g the producer may finish
+    g + 1 but not start g + 2 (a waiting slot would keep three groups of activations in memory)."""
+    import time
+    import weakref
+
+    class Item:
+        pass
+
+    live: weakref.WeakSet[Item] = weakref.WeakSet()
+    most = [0]
+
+    def items():
+        for _ in range(12):
+            item = Item()
+            live.add(item)
+            most[0] = max(most[0], len(live))
+            yield item
+            del item
+
+    def consume(item: Item) -> None:
+        most[0] = max(most[0], len(live))
+        time.sleep(0.02)  # a consumer slower than the producer: the worst case for memory
+
+    consume_overlapped(items(), consume)
+    assert most[0] <= 2

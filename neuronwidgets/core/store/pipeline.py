@@ -3,9 +3,11 @@
 A consumer (compressing and writing chunks, or merging running top-k statistics) spends most of its time
 in NumPy, Zarr codecs and file writes, which release the GIL; the forward passes leave the CPU partly idle
 between and inside batches. Running the consumer in one background thread while the next group of
-sentences goes through the model hides most of its cost. One consumer thread, fed in order, with at most
-one item waiting: the results (and the order of the store's write protocol) are exactly those of the
-plain loop, and memory grows by one item at most.
+sentences goes through the model hides most of its cost. One consumer thread, fed in order, one item
+handed over at a time: while it consumes item g the producer computes g + 1 and then waits until the
+consumer takes it, so at most two items live at once (a queue with a waiting slot would hold three: 256 MB
+more for a group of float32 statistics). The results (and the order of the store's write protocol) are
+exactly those of the plain loop.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def consume_overlapped(items: Iterable[T], consume: Callable[[T], Any], *, overl
             consume(item)
         return
     box: queue.Queue[Any] = queue.Queue(maxsize=1)
+    taken = threading.Semaphore(0)  # a hand-over: the producer waits until the consumer has taken an item
     failed: list[BaseException] = []
     stop = threading.Event()
 
@@ -54,13 +57,15 @@ def consume_overlapped(items: Iterable[T], consume: Callable[[T], Any], *, overl
             item = box.get()
             if item is _DONE:
                 return
+            taken.release()
             if stop.is_set():
-                continue  # drain after a failure, so the producer never blocks on a full queue
+                continue  # drain after a failure, so the producer never blocks
             try:
                 consume(item)
             except BaseException as exc:
                 failed.append(exc)
                 stop.set()
+            item = None  # not kept alive while waiting for the next one
 
     thread = threading.Thread(target=worker, name="neuronwidgets-consumer", daemon=True)
     thread.start()
@@ -69,6 +74,8 @@ def consume_overlapped(items: Iterable[T], consume: Callable[[T], Any], *, overl
             if stop.is_set():
                 break
             box.put(item)
+            taken.acquire()  # so at most two items live: the one consumed and the one being produced
+            del item
     finally:
         box.put(_DONE)
         thread.join()
