@@ -119,6 +119,24 @@ def test_streaming_topk_sparse_and_full_paths() -> None:
         np.testing.assert_array_equal(units[j], u)
 
 
+@pytest.mark.parametrize("keep_units", [True, False])
+def test_streaming_topk_merges_wide_blocks_a_slice_of_columns_at_a_time(keep_units: bool) -> None:
+    # wider than one merge slice (256 columns), with a sparse column pattern in later blocks: every
+    # column's top k equals the brute-force one
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, 700)).astype(np.float32)
+    x[200:, 300:310] += 5.0  # late candidates in a few columns of the second slice only
+    heap = StreamingTopK(700, 11, keep_units=keep_units)
+    for a in range(0, 400, 50):
+        heap.update(x[a : a + 50], a)
+    values, units = heap.result()
+    for j in (0, 255, 256, 305, 511, 512, 699):
+        v, u = brute_top(x[:, j], 11)
+        np.testing.assert_array_equal(values[j], v)
+        if keep_units:
+            np.testing.assert_array_equal(units[j], u)
+
+
 @pytest.mark.parametrize("block", [1, 7, 37, 500])
 def test_streaming_topk_ties_keep_the_earlier_units(block: int) -> None:
     # many equal values within one block: the earliest units are kept, whatever the block size
