@@ -186,9 +186,6 @@ class Candidates:
         )
 
 
-_MERGE_COLUMNS = 256  # columns merged at once (bounds the merge's temporary copies)
-
-
 class StreamingTopK:
     """The ``k`` largest values of each of ``width`` columns (and, with ``keep_units``, their unit rows),
     fed ``[n_units, width]`` blocks in order.
@@ -221,44 +218,34 @@ class StreamingTopK:
             cand = cand.filter(self.floor)
         if cand is None:
             return
-        # columns are merged a slice at a time: the merge copies each column's k values plus its
-        # candidates (twice, for the partition), which for a large k (the 0.5 % firing threshold of 10⁵
-        # sentences: k ≈ 6,000) is hundreds of MB at once over all columns
         if cand.block is not None:
             n = cand.block.shape[0]
-            for c0 in range(0, cand.width, _MERGE_COLUMNS):
-                c1 = min(c0 + _MERGE_COLUMNS, cand.width)
-                vals = np.concatenate([self.values[c0:c1], cand.block[:, c0:c1].T], axis=1)
-                units = None
-                if self.keep_units:
-                    rows = np.broadcast_to(np.arange(cand.first_unit, cand.first_unit + n), (c1 - c0, n))
-                    units = np.concatenate([self.units[c0:c1], rows], axis=1)
-                self._keep(np.arange(c0, c1), vals, units)
+            cols = np.arange(cand.width)
+            vals = np.concatenate([self.values, cand.block.T], axis=1)
+            units = None
+            if self.keep_units:
+                rows = np.broadcast_to(np.arange(cand.first_unit, cand.first_unit + n), (cand.width, n))
+                units = np.concatenate([self.units, rows], axis=1)
+            self._keep(cols, vals, units)
             return
         assert cand.cols is not None and cand.values is not None and cand.units is not None
         counts = np.bincount(cand.cols, minlength=cand.width)
-        all_cols = np.flatnonzero(counts)
-        ends = np.cumsum(counts[all_cols])  # candidates are sorted by column: column j's run ends here
-        for i0 in range(0, len(all_cols), _MERGE_COLUMNS):
-            cols = all_cols[i0 : i0 + _MERGE_COLUMNS]
-            e0, e1 = (int(ends[i0 - 1]) if i0 else 0), int(ends[i0 + len(cols) - 1])
-            c_cols, c_vals = cand.cols[e0:e1], cand.values[e0:e1]
-            sub = counts[cols]
-            slot = np.zeros(cand.width, dtype=np.int64)
-            slot[cols] = np.arange(len(cols))
-            m = int(sub.max())
-            starts = np.concatenate([[0], np.cumsum(sub)[:-1]])
-            pos = np.arange(len(c_cols)) - np.repeat(starts, sub)
-            row = slot[c_cols]
-            pad_v = np.full((len(cols), m), -np.inf, dtype=np.float32)
-            pad_v[row, pos] = c_vals
-            vals = np.concatenate([self.values[cols], pad_v], axis=1)
-            units = None
-            if self.keep_units:
-                pad_u = np.full((len(cols), m), -1, dtype=np.int64)
-                pad_u[row, pos] = cand.units[e0:e1]
-                units = np.concatenate([self.units[cols], pad_u], axis=1)
-            self._keep(cols, vals, units)
+        cols = np.flatnonzero(counts)
+        slot = np.zeros(cand.width, dtype=np.int64)
+        slot[cols] = np.arange(len(cols))
+        m = int(counts.max())
+        starts = np.concatenate([[0], np.cumsum(counts[cols])[:-1]])
+        pos = np.arange(len(cand.cols)) - np.repeat(starts, counts[cols])
+        row = slot[cand.cols]
+        pad_v = np.full((len(cols), m), -np.inf, dtype=np.float32)
+        pad_v[row, pos] = cand.values
+        vals = np.concatenate([self.values[cols], pad_v], axis=1)
+        units = None
+        if self.keep_units:
+            pad_u = np.full((len(cols), m), -1, dtype=np.int64)
+            pad_u[row, pos] = cand.units
+            units = np.concatenate([self.units[cols], pad_u], axis=1)
+        self._keep(cols, vals, units)
 
     def _keep(self, cols: np.ndarray, vals: np.ndarray, units: np.ndarray | None) -> None:
         k = self.k
