@@ -712,7 +712,10 @@ def test_prefix_cache_equals_full_forward_on_real_models(sentiment, smollm2) -> 
             torch.testing.assert_close(
                 predict_logits(h, text, state),
                 predict_logits(h, text, state, prefix_cache=False),
-                atol=1e-5,
+                # float32 reassociation: the cached prefix and the full pass round differently, by CPU
+                # (1.5e-5 on one of SmolLM2's 49,152 logits on an AMD EPYC); 1e-4 is the project's
+                # float32 tolerance in logit units
+                atol=1e-4,
                 rtol=1e-5,
             )
         assert prefix_cache(h).status == "ok"
