@@ -4,7 +4,8 @@ the page shows equals the Python values the export was made from.
 - ``AttributionView.to_html`` (a composed view, through ``save_html``): heatmap tokens and values, the layer
   matrix, the neuron table's rows, the status text, and the pickers as text;
 - ``InteractionView.to_html``: the pair matrix, the outlined pair;
-- ``MatrixView.to_html``: a cell selected in the page stays selected (works offline).
+- ``MatrixView.to_html``: a cell selected in the page stays selected (works offline);
+- ``PatchingView.to_html``: the grid cells and the selected cell's neuron table (names, scores).
 """
 
 from __future__ import annotations
@@ -128,3 +129,41 @@ def test_neuron_explorer_export(tab: Tab, tmp_path: Path) -> None:
     selected = tab.page.locator('tr.nw-row[aria-selected="true"]').get_attribute("data-address")
     assert selected == "layer.1.resid:2"
     assert "ADJ" in tab.page.locator("body").inner_text()  # its best concept, from the info panel
+
+
+@pytest.mark.browser
+def test_patching_view_export_shows_the_grid_and_the_selected_cells_neurons(
+    tab: Tab, tiny_models: Any, tmp_path: Path
+) -> None:
+    """A PatchingView saved as a page (no kernel): its grid cells are the result's values and the selected
+    cell's neuron table lists that cell's ranking, best first, with its scores."""
+    import torch
+
+    from neuronwidgets.core import patch
+    from neuronwidgets.widgets import PatchingView
+
+    llama = tiny_models["llama"]
+    clean, corrupted = (
+        "Paris is the capital of",
+        "Berl is the capital of",
+    )  # as tests/widgets/test_patching_view.py
+    with torch.no_grad():
+        top = llama.model(**llama.encode([clean]), use_cache=False).logits[0, -1].topk(2).indices
+    result = patch(llama, clean, corrupted, layers=[-1, 0, 1], target=int(top[0]), foil=int(top[1]))
+    view = PatchingView(result, llama, top_k=3)
+    view.grid.selected = [1, 3]
+    assert view.grid.ranking is not None
+    path = view.to_html(tmp_path / "patching.html")
+    _open(tab, path, ".nw-patching td.nw-cell")
+    cells = tab.page.locator(".nw-patching .nw-matrix").first.evaluate(READ_CELLS)
+    _close(cells, view.grid.matrix, "exported patching grid")
+    rows = tab.page.locator(".nw-patching tr.nw-neuron")
+    names = [rows.nth(i).get_attribute("data-neuron") for i in range(rows.count())]
+    assert names and names == list(view.grid.neurons)
+    scores = [
+        float(s)
+        for s in tab.page.locator("td.nw-neuron-score").evaluate_all("e => e.map(x => x.dataset.value)")
+    ]
+    _close(scores, view.grid.ranking.scores[: len(names)], "exported neuron scores")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    tab.page.screenshot(path=str(SHOTS / "patching_export.png"), full_page=True)
