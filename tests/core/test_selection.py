@@ -12,6 +12,7 @@ import pytest
 from synthetic_acts import make_activations, random_corpus
 
 from neuronwidgets.core.concepts.selection import quantile_samples, top_activations, word_types
+from neuronwidgets.core.store import streaming
 from neuronwidgets.core.store.streaming import NeuronSelection, StreamingTopK
 
 SITES = {"layer.0.mlp": 7, "layer.1.resid": 5}
@@ -120,9 +121,13 @@ def test_streaming_topk_sparse_and_full_paths() -> None:
 
 
 @pytest.mark.parametrize("keep_units", [True, False])
-def test_streaming_topk_merges_wide_blocks_a_slice_of_columns_at_a_time(keep_units: bool) -> None:
-    # wider than one merge slice (256 columns), with a sparse column pattern in later blocks: every
-    # column's top k equals the brute-force one
+def test_streaming_topk_merges_wide_blocks_a_slice_of_columns_at_a_time(
+    keep_units: bool, monkeypatch
+) -> None:
+    # merge slices of 256 columns for whole blocks (and fewer for the sparse path, whose columns hold up
+    # to 50 candidates), with a sparse column pattern in later blocks: every column's top k equals the
+    # brute-force one
+    monkeypatch.setattr(streaming, "MERGE_BYTES", 4 * (11 + 50) * 256)
     rng = np.random.default_rng(2)
     x = rng.normal(size=(400, 700)).astype(np.float32)
     x[200:, 300:310] += 5.0  # late candidates in a few columns of the second slice only
@@ -135,6 +140,41 @@ def test_streaming_topk_merges_wide_blocks_a_slice_of_columns_at_a_time(keep_uni
         np.testing.assert_array_equal(values[j], v)
         if keep_units:
             np.testing.assert_array_equal(units[j], u)
+
+
+@pytest.mark.parametrize("merge_bytes", [1, 4 * (9 + 40) * 3, 2**30])
+def test_streaming_topk_any_merge_slice_gives_the_same_top_k(merge_bytes: int, monkeypatch) -> None:
+    # one column per slice, three, or all at once; columns with very different numbers of candidates
+    # (a drifting scale per column), ties included: values and units equal the brute-force top k
+    monkeypatch.setattr(streaming, "MERGE_BYTES", merge_bytes)
+    rng = np.random.default_rng(3)
+    scale = np.linspace(0, 3, 600)[:, None] ** (np.arange(40) % 4)
+    x = (rng.integers(0, 50, size=(600, 40)) * scale).astype(np.float32)
+    heap = StreamingTopK(40, 9)
+    for a in range(0, 600, 40):
+        heap.update(x[a : a + 40], a)
+    values, units = heap.result()
+    for j in range(40):
+        v, u = brute_top(x[:, j], 9)
+        np.testing.assert_array_equal(values[j], v)
+        np.testing.assert_array_equal(units[j], u)
+
+
+@pytest.mark.parametrize("read_every_block", [False, True])
+def test_threshold_topk_merges_pending_candidates_exactly(read_every_block: bool) -> None:
+    # values only, k large against the blocks: sparse candidates wait (screened against the last merged
+    # floor) and are merged together; the floor read at any time is the exact k-th largest so far
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((3000, 30)) * np.linspace(1, 4, 3000)[:, None]).astype(np.float32)
+    x[:, 7] = np.round(x[:, 7])  # ties
+    heap = StreamingTopK(30, 200, keep_units=False)
+    for a in range(0, 3000, 60):
+        heap.update(x[a : a + 60], a)
+        if read_every_block and a >= 200:
+            np.testing.assert_array_equal(heap.floor, -np.sort(-x[: a + 60], axis=0)[199])
+    assert read_every_block or heap._pending  # the lazy path was taken
+    np.testing.assert_array_equal(heap.floor, -np.sort(-x, axis=0)[199])
+    np.testing.assert_array_equal(heap.result()[0], -np.sort(-x, axis=0)[:200].T)
 
 
 @pytest.mark.parametrize("block", [1, 7, 37, 500])

@@ -186,13 +186,25 @@ class Candidates:
         )
 
 
+#: The most bytes of values one slice of a :meth:`StreamingTopK.merge` concatenates (then partitions).
+MERGE_BYTES = 16 * 2**20
+
+
 class StreamingTopK:
     """The ``k`` largest values of each of ``width`` columns (and, with ``keep_units``, their unit rows),
     fed ``[n_units, width]`` blocks in order.
 
-    State: ``values`` float32 ``[width, k]`` and ``units`` int64 ``[width, k]``, unsorted; ``floor``
-    ``[width]``: each column's running ``k``-th largest. A value enters only if strictly above ``floor``,
+    State: ``values`` float32 ``[width, k]`` and ``units`` int64 ``[width, k]``, unsorted; :attr:`floor`
+    ``[width]``: each column's ``k``-th largest so far. A value enters only if strictly above the floor,
     so among equal values the earlier unit is kept.
+
+    Without ``keep_units`` (a threshold: only the ``k``-th value matters, typically with a large ``k``),
+    sparse candidates are gathered and merged together once they number a quarter of ``values``:
+    merging re-partitions all ``k`` values of every column that has a candidate, which per block cost
+    more than the forward pass's spare CPU (the 0.5 % threshold over 100k sentences: k ≈ 6,000). Until
+    then new values are screened against the last merged floor (:attr:`lower_bound`, never above the
+    exact one), so the result is the same; reading :attr:`floor`, :attr:`values` through
+    :meth:`result` merges what is pending first.
     """
 
     def __init__(self, width: int, k: int, keep_units: bool = True):
@@ -202,12 +214,25 @@ class StreamingTopK:
         self.keep_units = keep_units
         self.values = np.full((width, k), -np.inf, dtype=np.float32)
         self.units = np.full((width, k if keep_units else 0), -1, dtype=np.int64)
-        self.floor = np.full(width, -np.inf, dtype=np.float32)
+        self._floor = np.full(width, -np.inf, dtype=np.float32)
+        self._pending: list[Candidates] = []
+        self._pending_n = 0
+
+    @property
+    def floor(self) -> np.ndarray:
+        """Each column's ``k``-th largest value so far (``-inf`` while fewer were seen)."""
+        self.flush()
+        return self._floor
+
+    @property
+    def lower_bound(self) -> np.ndarray:
+        """The floor as of the last merge: at most :attr:`floor` (without merging pending candidates)."""
+        return self._floor
 
     def update(self, block: np.ndarray, first_unit: int) -> Candidates | None:
         """Merge ``block`` (float32 ``[n_units, width]``, row 0 = unit ``first_unit``); returns the
         candidates it considered, which a smaller top-k over the same columns can :meth:`merge`."""
-        cand = Candidates.above(block, self.floor, first_unit)
+        cand = Candidates.above(block, self._floor, first_unit)
         if cand is not None:
             self.merge(cand, prefiltered=True)
         return cand
@@ -215,37 +240,74 @@ class StreamingTopK:
     def merge(self, cand: Candidates | None, prefiltered: bool = False) -> None:
         """Merge candidates (from :meth:`Candidates.above` or another top-k's :meth:`update`)."""
         if cand is not None and not prefiltered:
-            cand = cand.filter(self.floor)
+            cand = cand.filter(self._floor)
         if cand is None:
             return
         if cand.block is not None:
-            n = cand.block.shape[0]
-            cols = np.arange(cand.width)
-            vals = np.concatenate([self.values, cand.block.T], axis=1)
+            self._merge_block(cand)
+        elif self.keep_units:
+            self._merge_sparse(cand)
+        else:
+            self._pending.append(cand)
+            self._pending_n += len(cand.values)  # type: ignore[arg-type]
+            if self._pending_n >= max(1, self.values.size // 4):
+                self.flush()
+
+    def flush(self) -> None:
+        """Merge the pending candidates (see the class docstring)."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_n = self._pending, [], 0
+        cols = np.concatenate([c.cols for c in pending])
+        order = np.argsort(cols, kind="stable")
+        cand = Candidates(
+            pending[0].first_unit,
+            pending[0].width,
+            cols=cols[order],
+            units=np.concatenate([c.units for c in pending])[order],
+            values=np.concatenate([c.values for c in pending])[order],
+        ).filter(self._floor)
+        if cand is not None:
+            self._merge_sparse(cand)
+
+    # Columns are merged a slice at a time, each slice's ``[columns, k + candidates]`` values at most
+    # ``MERGE_BYTES``: merging all columns at once made a transient of ``width · (k + max candidates)``
+    # values twice over (the concatenation and its partition).
+    def _merge_block(self, cand: Candidates) -> None:
+        assert cand.block is not None
+        n = cand.block.shape[0]
+        step = max(1, MERGE_BYTES // (4 * (self.k + n)))
+        for c0 in range(0, cand.width, step):
+            c1 = min(c0 + step, cand.width)
+            vals = np.concatenate([self.values[c0:c1], cand.block[:, c0:c1].T], axis=1)
             units = None
             if self.keep_units:
-                rows = np.broadcast_to(np.arange(cand.first_unit, cand.first_unit + n), (cand.width, n))
-                units = np.concatenate([self.units, rows], axis=1)
-            self._keep(cols, vals, units)
-            return
+                rows = np.broadcast_to(np.arange(cand.first_unit, cand.first_unit + n), (c1 - c0, n))
+                units = np.concatenate([self.units[c0:c1], rows], axis=1)
+            self._keep(np.arange(c0, c1), vals, units)
+
+    def _merge_sparse(self, cand: Candidates) -> None:
         assert cand.cols is not None and cand.values is not None and cand.units is not None
         counts = np.bincount(cand.cols, minlength=cand.width)
         cols = np.flatnonzero(counts)
-        slot = np.zeros(cand.width, dtype=np.int64)
-        slot[cols] = np.arange(len(cols))
-        m = int(counts.max())
-        starts = np.concatenate([[0], np.cumsum(counts[cols])[:-1]])
-        pos = np.arange(len(cand.cols)) - np.repeat(starts, counts[cols])
-        row = slot[cand.cols]
-        pad_v = np.full((len(cols), m), -np.inf, dtype=np.float32)
-        pad_v[row, pos] = cand.values
-        vals = np.concatenate([self.values[cols], pad_v], axis=1)
-        units = None
-        if self.keep_units:
-            pad_u = np.full((len(cols), m), -1, dtype=np.int64)
-            pad_u[row, pos] = cand.units
-            units = np.concatenate([self.units[cols], pad_u], axis=1)
-        self._keep(cols, vals, units)
+        ends = np.cumsum(counts[cols])  # cand.cols is ascending: column cols[i]'s candidates end at ends[i]
+        step = max(1, MERGE_BYTES // (4 * (self.k + int(counts.max()))))
+        for i0 in range(0, len(cols), step):
+            i1 = min(i0 + step, len(cols))
+            a, b = (int(ends[i0 - 1]) if i0 else 0), int(ends[i1 - 1])
+            sub, c = cols[i0:i1], counts[cols[i0:i1]]
+            m = int(c.max())
+            pos = np.arange(b - a) - np.repeat(ends[i0:i1] - c - a, c)
+            row = np.repeat(np.arange(i1 - i0), c)
+            pad_v = np.full((i1 - i0, m), -np.inf, dtype=np.float32)
+            pad_v[row, pos] = cand.values[a:b]
+            vals = np.concatenate([self.values[sub], pad_v], axis=1)
+            units = None
+            if self.keep_units:
+                pad_u = np.full((i1 - i0, m), -1, dtype=np.int64)
+                pad_u[row, pos] = cand.units[a:b]
+                units = np.concatenate([self.units[sub], pad_u], axis=1)
+            self._keep(sub, vals, units)
 
     def _keep(self, cols: np.ndarray, vals: np.ndarray, units: np.ndarray | None) -> None:
         k = self.k
@@ -263,12 +325,13 @@ class StreamingTopK:
                 kept[tied] = np.take_along_axis(vals[tied], sel[tied], axis=1)
             self.units[cols] = np.take_along_axis(units, sel, axis=1)
         self.values[cols] = kept
-        self.floor[cols] = kept.min(axis=1)
+        self._floor[cols] = kept.min(axis=1)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """``(values, units)``, each ``[width, k]``, sorted by value descending (ties: earlier unit first;
         ``units`` is ``[width, 0]`` without ``keep_units``). Slots never filled (fewer than ``k`` units)
         hold ``-inf`` and unit ``-1``."""
+        self.flush()
         if not self.keep_units:
             return -np.sort(-self.values, axis=1), self.units
         order = np.lexsort((self.units, -self.values), axis=1)
