@@ -173,7 +173,7 @@ class _SiteStats:
         if len(rows):
             self.sample.append(x[rows])
         if self.firing is not None:
-            r, c = np.nonzero(x >= self.fire.floor[None, :])
+            r, c = np.nonzero(x >= self.fire.lower_bound[None, :])  # a superset: pruned later
             self.firing.append((c.astype(np.int32), first_unit + r, x[r, c]))
             self.firing_size += len(r)
             if self.firing_size > 2 * self.k_fire * x.shape[1] + 4 * x.size:
@@ -281,6 +281,7 @@ def extract_statistics(
         groups = plan.groups(blocks, plan.layout())
 
         def take(chunks: list) -> None:
+            blocks = []  # (chunk, first unit, sampled rows) of each block, in order
             for _, chunk in chunks:
                 first = offsets[-1]
                 n = int(chunk.offsets[-1])
@@ -292,11 +293,17 @@ def extract_statistics(
                 rows = np.flatnonzero(h < cut) if cut is not None else np.arange(n)
                 hashes.append(h[rows])
                 ids.append(first + rows)
-                for site in sites:
-                    stats[site].update(np.ascontiguousarray(chunk.arrays[site], np.float32), first, rows)
-                if sum(len(x) for x in hashes) > 2 * sample:
-                    _prune(hashes, ids, [stats[s].sample for s in sites], sample)
-                bar.update(chunk.num_sentences)
+                blocks.append((chunk, first, rows))
+            # site by site (each site's statistics see its blocks in order, as before): every site's rows
+            # of the group are dropped once taken, so the group's memory is handed back while the next
+            # group's buffers fill up
+            chunks.clear()
+            for site in sites:
+                for chunk, first, rows in blocks:
+                    stats[site].update(np.ascontiguousarray(chunk.arrays.pop(site), np.float32), first, rows)
+            if sum(len(x) for x in hashes) > 2 * sample:
+                _prune(hashes, ids, [stats[s].sample for s in sites], sample)
+            bar.update(sum(chunk.num_sentences for chunk, _, _ in blocks))
 
         # the statistics of each group are taken while the next group goes through the model
         consume_overlapped((plan.run_group(g, blocks) for g in groups), take, overlap=len(groups) > 1)

@@ -138,8 +138,12 @@ class _Extractor:
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         n_units = int(offsets[-1])
         widths = {s: self.handle.width(s) for s in self.sites}
-        fill = float("-inf") if word_mode and self.aggregation == "max" else 0.0
-        out = {s: torch.full((n_units, widths[s]), fill, dtype=torch.float32) for s in self.sites}
+        if word_mode and self.aggregation == "max":
+            out = {s: torch.full((n_units, widths[s]), float("-inf")) for s in self.sites}
+        else:  # calloc'd zeros: pages become resident as batches fill them, not all at the start, so the
+            # buffers of the next group grow while the previous group is consumed and freed (torch.zeros
+            # writes every page at once: a whole group more at peak)
+            out = {s: torch.from_numpy(np.zeros((n_units, widths[s]), np.float32)) for s in self.sites}
 
         # For each sentence: which token feeds which output row (and, for mean, how many feed each row).
         src_tokens: list[list[int]] = []
