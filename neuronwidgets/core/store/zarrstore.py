@@ -110,9 +110,12 @@ def _units_crc(units: np.ndarray, sentence: np.ndarray, word_id: np.ndarray | No
 
 
 def _codecs() -> dict[str, Any]:
+    """Blosc LZ4 with *bit* shuffle, then CRC-32C. On MiniLM's float16 residual activations byte shuffle
+    saved 0.1 % (LZ4 finds nothing in shuffled mantissa bytes) and bit shuffle 8.6 %, at 1.0 GB/s against
+    1.3 GB/s (zstd level 1: 9.1 % at 0.5 GB/s); see docs/store.md."""
     from zarr.codecs import BloscCodec, Crc32cCodec
 
-    return {"compressors": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]}
+    return {"compressors": [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"), Crc32cCodec()]}
 
 
 def is_legacy_store(root: Path) -> bool:
