@@ -30,6 +30,8 @@ def test_dask_extraction_is_bit_identical_to_one_process(tiny_models, tmp_path, 
         ) as cluster,
         distributed.Client(cluster) as client,
         distributed.get_task_stream(client) as tasks,
+        # Dask's nannies set MALLOC_TRIM_THRESHOLD_ by default: the extraction says what it costs
+        pytest.warns(UserWarning, match=r"MALLOC_TRIM_THRESHOLD_=65536 .*pre-spawn-environ"),
     ):
         many = extract_activations(m, data, store=tmp_path / "dask", client=client, **kw)
     writers = {t["worker"] for t in tasks.data if str(t["key"]).startswith("nw-block")}
@@ -45,6 +47,24 @@ def test_dask_extraction_is_bit_identical_to_one_process(tiny_models, tmp_path, 
         Activations.open(tmp_path / "dask").store.group["checksums"][:],
         Activations.open(tmp_path / "one").store.group["checksums"][:],
     )
+
+
+def test_no_warning_for_workers_started_without_the_trim_threshold(
+    tiny_models, tmp_path, recwarn, monkeypatch
+) -> None:
+    import dask
+
+    # a nanny writes its variables into this process's environment too, which workers inherit
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        extract_activations(tiny_models["bert"], _corpus(6), store=tmp_path / "s", client=client)
+    assert not [w for w in recwarn if "MALLOC_TRIM" in str(w.message)]
 
 
 def test_client_needs_a_store(tiny_models) -> None:
