@@ -13,9 +13,10 @@ mode's own peak, model included. Prints one JSON line per mode to stdout (progre
 - ``stream``: ``extract_statistics(...)`` (moments, a 4,096-unit quantile sample, top-20 contexts and the
   0.5% firing threshold of every neuron; no store);
 - ``dask``: ``extract_activations(..., store=tmp, client=Client(LocalCluster(n_workers=2,
-  threads_per_worker=1)))``; ``identical``: every value, unit and offset equals the ``store`` run's.
+  threads_per_worker=1)))``, the workers started without Dask's ``MALLOC_TRIM_THRESHOLD_`` (docs/store.md); ``identical``: every value, unit and offset equals the ``store`` run's.
 
-``ratio_vs_forward`` = a mode's words/s over the forward pass's, same run. ``loadavg_1m`` (start, end)
+``ratio_vs_forward`` = a mode's words/s over the forward pass's, same run: the forward pass runs first
+and again last, and the ratio is over the mean of the two (``forward_words_per_s`` lists both). ``loadavg_1m`` (start, end)
 says how busy the shared machine was.
 
 Run from the repo root: ``python bench/scale.py --sentences 10000 [--modes forward,store,stream,dask]``.
@@ -74,9 +75,12 @@ def child(mode: str, sentences: int, workdir: Path, workers: int) -> dict:
         st = extract_statistics(handle, corpus, k=20, sample=4096, **kw)
         extra["neurons"] = len(st.neurons)
     elif mode == "dask":
+        import dask
         from distributed import Client, LocalCluster
 
         with (
+            # without Dask's default MALLOC_TRIM_THRESHOLD_, which slows torch 1.5x (see docs/store.md)
+            dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
             LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
             ) as cl,
@@ -129,12 +133,15 @@ def main() -> None:
         print(json.dumps(child(args.child, args.sentences[0], args.workdir, args.workers)))
         return
     modes = args.modes.split(",")
+    # the forward baseline runs first and again last (this VM's forward pass varies by about ±10 % from
+    # one run to the next): each ratio is over the mean of the two
+    runs = [*modes, "forward"] if "forward" in modes and len(modes) > 1 else modes
     for n in args.sentences:
         load_start = load_now()
         tmp = Path(tempfile.mkdtemp(prefix="nw-scale-", dir=args.workdir))
+        records = []
         try:
-            forward = None
-            for mode in modes:  # forward first: each line is printed as soon as its mode is done
+            for mode in runs:
                 log(f"{mode}: {n} sentences")
                 cmd = [
                     sys.executable,
@@ -149,17 +156,21 @@ def main() -> None:
                 rec = run_json([*cmd, "--workers", str(args.workers)])
                 if rec is None:
                     continue
-                if mode == "forward":
-                    forward = rec["words_per_s"]
-                rec["ratio_vs_forward"] = round(rec["words_per_s"] / forward, 3) if forward else None
                 if mode == "dask":
                     rec["identical"] = (
                         identical(tmp / "store", tmp / "dask") if (tmp / "store").exists() else None
                     )
-                rec["machine"] = machine(load_start)
-                print(json.dumps({"bench": "scale", **rec}), flush=True)
+                log(json.dumps(rec))  # as soon as it is measured
+                records.append(rec)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        forwards = [r["words_per_s"] for r in records if r["mode"] == "forward"]
+        forward = sum(forwards) / len(forwards) if forwards else None
+        for rec in records:
+            rec["forward_words_per_s"] = forwards
+            rec["ratio_vs_forward"] = round(rec["words_per_s"] / forward, 3) if forward else None
+            rec["machine"] = machine(load_start)
+            print(json.dumps({"bench": "scale", **rec}), flush=True)
 
 
 if __name__ == "__main__":
