@@ -273,8 +273,8 @@ def mediate(
             # probabilities far apart (a logit gap over 88) stays finite instead of overflowing float32
             return (logits[:, a_id].double() - logits[:, s_id].double()).exp()
 
-        # patched runs compute only the two pronouns' logits
-        ym = Metric("y", y, (a_id, s_id), lambda lg: (lg[:, 0].double() - lg[:, 1].double()).exp())
+        # patched runs compute only the two pronouns' logits (columns 0 and 1)
+        ym = Metric("y", y, (a_id, s_id), lambda lg: y(lg, 0, 1))
 
         for template in templates:
             null_text, set_text = template.format(prof.strip()), template.format(word)
