@@ -363,7 +363,7 @@ def quantile_thresholds(
             heaps[i].update(as_float32(block), unit)
     finally:
         bar.close()
-    return np.concatenate([h.values.min(axis=1) for h in heaps]).astype(np.float32)
+    return np.concatenate([h.floor for h in heaps]).astype(np.float32)  # floor: merges what is pending
 
 
 def resolve_thresholds(
