@@ -39,6 +39,19 @@ def brute_top(col: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return col[order], order
 
 
+def assert_streamed_top_k(x: np.ndarray, k: int, block: int, keep_units: bool = True, columns=None) -> None:
+    """Feed ``x`` to a StreamingTopK ``block`` rows at a time; its top k equal the brute-force one."""
+    heap = StreamingTopK(x.shape[1], k, keep_units=keep_units)
+    for a in range(0, len(x), block):
+        heap.update(x[a : a + block], a)
+    values, units = heap.result()
+    for j in range(x.shape[1]) if columns is None else columns:
+        v, u = brute_top(x[:, j], k)
+        np.testing.assert_array_equal(values[j], v)
+        if keep_units:
+            np.testing.assert_array_equal(units[j], u)
+
+
 @pytest.mark.parametrize("quantile", [0.005, 0.05, 0.3])
 def test_top_activations_equal_brute_force(data, quantile: float) -> None:
     corpus, arrays, acts = data
@@ -110,14 +123,7 @@ def test_neuron_selection_errors(data) -> None:
 def test_streaming_topk_sparse_and_full_paths() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 6)).astype(np.float32)
-    heap = StreamingTopK(6, 8)
-    for a in range(0, 500, 37):  # first block: every value a candidate; later: a few per column
-        heap.update(x[a : a + 37], a)
-    values, units = heap.result()
-    for j in range(6):
-        v, u = brute_top(x[:, j], 8)
-        np.testing.assert_array_equal(values[j], v)
-        np.testing.assert_array_equal(units[j], u)
+    assert_streamed_top_k(x, 8, 37)  # first block: every value a candidate; later: a few per column
 
 
 @pytest.mark.parametrize("keep_units", [True, False])
@@ -131,15 +137,7 @@ def test_streaming_topk_merges_wide_blocks_a_slice_of_columns_at_a_time(
     rng = np.random.default_rng(2)
     x = rng.normal(size=(400, 700)).astype(np.float32)
     x[200:, 300:310] += 5.0  # late candidates in a few columns of the second slice only
-    heap = StreamingTopK(700, 11, keep_units=keep_units)
-    for a in range(0, 400, 50):
-        heap.update(x[a : a + 50], a)
-    values, units = heap.result()
-    for j in (0, 255, 256, 305, 511, 512, 699):
-        v, u = brute_top(x[:, j], 11)
-        np.testing.assert_array_equal(values[j], v)
-        if keep_units:
-            np.testing.assert_array_equal(units[j], u)
+    assert_streamed_top_k(x, 11, 50, keep_units, columns=(0, 255, 256, 305, 511, 512, 699))
 
 
 @pytest.mark.parametrize("merge_bytes", [1, 4 * (9 + 40) * 3, 2**30])
@@ -150,14 +148,7 @@ def test_streaming_topk_any_merge_slice_gives_the_same_top_k(merge_bytes: int, m
     rng = np.random.default_rng(3)
     scale = np.linspace(0, 3, 600)[:, None] ** (np.arange(40) % 4)
     x = (rng.integers(0, 50, size=(600, 40)) * scale).astype(np.float32)
-    heap = StreamingTopK(40, 9)
-    for a in range(0, 600, 40):
-        heap.update(x[a : a + 40], a)
-    values, units = heap.result()
-    for j in range(40):
-        v, u = brute_top(x[:, j], 9)
-        np.testing.assert_array_equal(values[j], v)
-        np.testing.assert_array_equal(units[j], u)
+    assert_streamed_top_k(x, 9, 40)
 
 
 @pytest.mark.parametrize("read_every_block", [False, True])
@@ -182,14 +173,7 @@ def test_streaming_topk_ties_keep_the_earlier_units(block: int) -> None:
     # many equal values within one block: the earliest units are kept, whatever the block size
     rng = np.random.default_rng(1)
     x = rng.integers(0, 4, size=(500, 5)).astype(np.float32)
-    heap = StreamingTopK(5, 9)
-    for a in range(0, 500, block):
-        heap.update(x[a : a + block], a)
-    values, units = heap.result()
-    for j in range(5):
-        v, u = brute_top(x[:, j], 9)
-        np.testing.assert_array_equal(values[j], v)
-        np.testing.assert_array_equal(units[j], u)
+    assert_streamed_top_k(x, 9, block)
 
 
 def test_quantile_samples_fall_in_their_bins(data) -> None:
