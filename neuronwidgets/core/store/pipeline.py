@@ -12,7 +12,10 @@ exactly those of the plain loop.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -20,6 +23,34 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _DONE = object()
+
+
+def _glibc_trim() -> Callable[[], Any] | None:
+    """glibc's ``malloc_trim(0)``, or ``None`` where the C library is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # musl and others have no malloc_trim
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+_TRIM = _glibc_trim()
+
+
+def release_free_memory() -> None:
+    """Hand the free pages that glibc's allocator holds back to the system (nothing elsewhere).
+
+    The forward passes (torch's activations) and the consumer allocate and free hundreds of MB per group
+    in two threads, so in two arenas; glibc returns only the free memory at the top of a heap, and what is
+    freed in the middle stays resident. Measured on a 100k-sentence run: 445 MB free but held at the end.
+    ``malloc_trim(0)`` gives those pages back (a few ms per call; once per consumed item).
+    """
+    if _TRIM is not None:
+        _TRIM()
 
 
 def consume_overlapped(items: Iterable[T], consume: Callable[[T], Any], *, overlap: bool = True) -> None:
@@ -46,6 +77,8 @@ def consume_overlapped(items: Iterable[T], consume: Callable[[T], Any], *, overl
     if not overlap:
         for item in items:
             consume(item)
+            del item
+            release_free_memory()
         return
     box: queue.Queue[Any] = queue.Queue(maxsize=1)
     taken = threading.Semaphore(0)  # a hand-over: the producer waits until the consumer has taken an item
@@ -66,6 +99,7 @@ def consume_overlapped(items: Iterable[T], consume: Callable[[T], Any], *, overl
                 failed.append(exc)
                 stop.set()
             item = None  # not kept alive while waiting for the next one
+            release_free_memory()
 
     thread = threading.Thread(target=worker, name="neuronwidgets-consumer", daemon=True)
     thread.start()

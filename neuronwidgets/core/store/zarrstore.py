@@ -35,6 +35,8 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
+from ..data.corpus import SpanInterner
+
 FORMAT = "neuronwidgets-activations"
 ZARR_FORMAT_VERSION = 2  # 1 was the NumPy + JSON chunk folder
 ATTR = "neuronwidgets"
@@ -554,7 +556,8 @@ def read_corpus(sub: Any) -> dict[str, Any]:
     """The stored corpus as plain lists (words, texts, spans, labels, name)."""
     offs = np.asarray(sub["offsets"][:])
     words = [str(w) for w in sub["word"][:]]
-    spans = [tuple(map(int, r)) for r in np.asarray(sub["span"][:])]
+    shared = SpanInterner()
+    spans = [shared(int(a), int(b)) for a, b in np.asarray(sub["span"][:]).tolist()]
     cut = lambda xs: [list(xs[offs[i] : offs[i + 1]]) for i in range(len(offs) - 1)]  # noqa: E731
     labels = {c: cut([str(v) for v in sub[f"label.{c}"][:]]) for c in sub.attrs.get("columns", [])}
     return {
