@@ -193,12 +193,8 @@ class _Extractor:
             tensor = out.pop(site)  # each float32 buffer is freed as soon as its site is converted
             if denom is not None:
                 tensor /= denom
-            if dtype == "float16":
-                # torch converts to float16 (round to nearest even, as NumPy) several times faster than NumPy
-                half = _mapped(tuple(tensor.shape), np.float16)
-                half.copy_(tensor)
-                tensor = half
-            arrays[site.name] = tensor.numpy()
+            # torch converts to float16 (round to nearest even, as NumPy) several times faster than NumPy
+            arrays[site.name] = (tensor.to(torch.float16) if dtype == "float16" else tensor).numpy()
             del tensor
         units = (
             [list(corpus.words[a + j]) for j in range(b - a)] if word_mode else [s.token_texts for s in sents]
