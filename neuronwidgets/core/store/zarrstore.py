@@ -167,6 +167,18 @@ class ZarrStore:
         self.layout = layout
         self.meta: dict[str, Any] = info["meta"]
         self.sites: list[str] = list(self.meta["sites"])
+        self._arrays: dict[str, Any] = {}
+
+    def array(self, name: str) -> Any:
+        """The Zarr array ``name``, opened once per store object (reading an array's metadata, which
+        ``group[name]`` does every time, cost more than compressing its chunk), and set to write every
+        chunk: ``write_empty_chunks`` is a run-time setting that the store's metadata does not keep, and
+        without it Zarr compares every chunk with the fill value before writing it (a third of the
+        writer's time). A chunk of zeros is then a file like any other."""
+        arr = self._arrays.get(name)
+        if arr is None:
+            arr = self._arrays[name] = self.group[name].with_config({"write_empty_chunks": True})
+        return arr
 
     # -- creating ---------------------------------------------------------------------------------
     @classmethod
@@ -300,7 +312,7 @@ class ZarrStore:
             want["word_id"] = ((rows,), "int64")
         for name, (shape, dtype) in want.items():
             try:
-                arr = self.group[name]
+                arr = self.array(name)
                 codecs = [c.get("name") for c in arr.metadata.to_dict()["codecs"]]
             except Exception as exc:
                 raise _corrupt(self.root, name, None, exc, whole=True) from exc
@@ -328,13 +340,13 @@ class ZarrStore:
     def done(self) -> np.ndarray:
         """bool ``[n_blocks]``: blocks whose checksum row is written."""
         try:
-            rows = np.asarray(self.group["checksums"][:])
+            rows = np.asarray(self.array("checksums")[:])
         except Exception as exc:
             raise _corrupt(self.root, "checksums", None, exc) from exc
         return np.asarray((rows >= 0).all(axis=1))
 
     def _chunk_exists(self, name: str, k: int) -> bool:
-        key = self.group[name].metadata.encode_chunk_key((k, 0) if name in self.sites else (k,))
+        key = self.array(name).metadata.encode_chunk_key((k, 0) if name in self.sites else (k,))
         return (self.root / name / key).exists()
 
     def write_block(self, k: int, chunk: Any) -> None:
@@ -354,7 +366,7 @@ class ZarrStore:
             pad = np.zeros((self.layout.cap, arr.shape[1]), dtype=arr.dtype)
             pad[:n] = arr
             step(f"block {k}: {site}")
-            self.group[site][r0 : r0 + self.layout.cap] = pad
+            self.array(site)[r0 : r0 + self.layout.cap] = pad
             sums.append(crc32c(arr))
         units = np.array([u for sent in chunk.units for u in sent], dtype=object)
         sentence = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(chunk.offsets))
@@ -362,21 +374,21 @@ class ZarrStore:
         step(f"block {k}: rows")
         ustr = np.full(self.layout.cap, "", dtype=object)
         ustr[:n] = units
-        self.group["unit"][r0 : r0 + self.layout.cap] = ustr
+        self.array("unit")[r0 : r0 + self.layout.cap] = ustr
         sent = np.full(self.layout.cap, -1, dtype=np.int64)
         sent[:n] = sentence
-        self.group["sentence"][r0 : r0 + self.layout.cap] = sent
+        self.array("sentence")[r0 : r0 + self.layout.cap] = sent
         if self.meta["granularity"] == "token":
             wid = np.full(self.layout.cap, -1, dtype=np.int64)
             wid[:n] = word_id if word_id is not None else -1
-            self.group["word_id"][r0 : r0 + self.layout.cap] = wid
+            self.array("word_id")[r0 : r0 + self.layout.cap] = wid
         sums += [_units_crc(units, sentence, word_id if self.meta["granularity"] == "token" else None), n]
         step(f"block {k}: checksums")
-        self.group["checksums"][k] = np.array(sums, dtype=np.int64)
+        self.array("checksums")[k] = np.array(sums, dtype=np.int64)
 
     def invalidate(self, k: int) -> None:
         """Forget block ``k`` (its checksum row), so the next extraction writes it again."""
-        self.group["checksums"][k] = np.full(len(self.sites) + 2, -1, dtype=np.int64)
+        self.array("checksums")[k] = np.full(len(self.sites) + 2, -1, dtype=np.int64)
 
     def mark_complete(self) -> None:
         step("complete")
@@ -384,7 +396,7 @@ class ZarrStore:
 
     def _sums(self, k: int) -> np.ndarray:
         try:
-            sums = np.asarray(self.group["checksums"][k])
+            sums = np.asarray(self.array("checksums")[k])
         except Exception as exc:
             raise self.damaged("checksums", k, exc) from exc
         if (sums < 0).any():
@@ -413,7 +425,7 @@ class ZarrStore:
             if not self._chunk_exists(name, k):
                 raise self.damaged(name, k, "its chunk file is missing")
             try:
-                got[name] = np.asarray(self.group[name][r0 : r0 + n])
+                got[name] = np.asarray(self.array(name)[r0 : r0 + n])
             except Exception as exc:
                 raise self.damaged(name, k, exc) from exc
         local = self.layout.offsets[a : b + 1] - u0
@@ -438,7 +450,7 @@ class ZarrStore:
             raise self.damaged(site, k, "its chunk file is missing")
         r0 = k * self.layout.cap
         try:
-            arr = np.asarray(self.group[site][r0 : r0 + (u1 - u0)])
+            arr = np.asarray(self.array(site)[r0 : r0 + (u1 - u0)])
         except Exception as exc:
             raise self.damaged(site, k, exc) from exc
         if crc32c(arr) != int(sums[i]):
