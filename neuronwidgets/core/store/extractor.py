@@ -72,6 +72,31 @@ class _Extractor:
         tok = handle.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         self.unk = tok.unk_token or "?"
+        self._scratch: dict[Site, torch.Tensor] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_scratch": {}}  # a Dask worker gets the extractor, not its buffers
+
+    def _buffers(self, n_units: int, widths: dict[Site, int], reuse: bool) -> dict[Site, torch.Tensor]:
+        """Zeroed float32 ``(n_units, width)`` buffers, one per site, for a group's rows.
+
+        ``reuse``: the buffers do not leave :meth:`run` (they are converted to float16 there), so they are
+        kept for the next group and zeroed again. Fresh pages cost a page fault and the kernel's zeroing
+        each; measured, that was more than half of the aggregation's time (8.6 against 3.5 ms per batch).
+        """
+        if not reuse:
+            self._scratch.clear()
+            return {s: _mapped((n_units, widths[s]), np.float32) for s in self.sites}
+        out = {}
+        for s in self.sites:
+            buf = self._scratch.get(s)
+            if buf is None or buf.shape[0] < n_units:
+                self._scratch.pop(s, None)  # the smaller one goes before the larger one is mapped
+                buf = self._scratch[s] = _mapped((max(n_units, 1), widths[s]), np.float32)
+            view = buf[:n_units]
+            view.zero_()
+            out[s] = view
+        return out
 
     # -- tokenisation and alignment --------------------------------------------------------------
     def _tokenise(self, corpus: Corpus, a: int, b: int) -> list[_Sentence]:
@@ -154,7 +179,7 @@ class _Extractor:
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         n_units = int(offsets[-1])
         widths = {s: self.handle.width(s) for s in self.sites}
-        out = {s: _mapped((n_units, widths[s]), np.float32) for s in self.sites}
+        out = self._buffers(n_units, widths, reuse=dtype == "float16")
         if word_mode and self.aggregation == "max":
             for tensor in out.values():
                 tensor.fill_(float("-inf"))
