@@ -182,3 +182,14 @@ def test_from_texts_keeps_given_strings_whole() -> None:
     assert c.words == [["a", "[MASK]", "b"], ["x", "<mask>", "y"]]
     assert c.spans[0][1] == (2, 8)
     assert Corpus.from_texts("a [MASK] b").words == [["a", "[", "MASK", "]", "b"]]
+
+
+def test_equal_spans_are_one_shared_tuple() -> None:
+    """A corpus keeps one tuple per distinct (start, end): 1.2M spans of a 100k corpus took 77 MB."""
+    from neuronwidgets.core import Corpus
+
+    c = Corpus.from_words([["the", "cat"], ["the", "dog"]])
+    assert c.spans == [[(0, 3), (4, 7)], [(0, 3), (4, 7)]]
+    assert c.spans[0][1] is c.spans[1][1]
+    t = Corpus.from_texts(["a cat.", "a dog."])
+    assert t.spans[0][0] is t.spans[1][0] and t.spans[0] == [(0, 1), (2, 5), (5, 6)]
