@@ -170,11 +170,9 @@ class ZarrStore:
         self._arrays: dict[str, Any] = {}
 
     def array(self, name: str) -> Any:
-        """The Zarr array ``name``, opened once per store object (reading an array's metadata, which
-        ``group[name]`` does every time, cost more than compressing its chunk), and set to write every
-        chunk: ``write_empty_chunks`` is a run-time setting that the store's metadata does not keep, and
-        without it Zarr compares every chunk with the fill value before writing it (a third of the
-        writer's time). A chunk of zeros is then a file like any other."""
+        """The Zarr array ``name``, opened once (``group[name]`` re-parses its metadata every time) with
+        ``write_empty_chunks``, a run-time setting the metadata does not keep: without it Zarr compares
+        every chunk with the fill value before writing it (a third of the writer's time)."""
         arr = self._arrays.get(name)
         if arr is None:
             arr = self._arrays[name] = self.group[name].with_config({"write_empty_chunks": True})
