@@ -3,6 +3,8 @@ process, each worker writing its own blocks."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,10 @@ def _corpus(n: int) -> list[list[str]]:
 def test_dask_extraction_is_bit_identical_to_one_process(tiny_models, tmp_path, monkeypatch) -> None:
     # groups of 2 blocks (10 sentences), so the 8 blocks make 4 tasks for the 2 workers
     monkeypatch.setattr("neuronwidgets.core.store.extraction.GROUP_SENTENCES", 10)
-    m = tiny_models["llama"]
+    m = copy.deepcopy(tiny_models["llama"])
+    # once called with output_hidden_states, transformers leaves closures hooked on the blocks: the handle
+    # must still travel to the workers
+    m.model(**m.tokenizer(["a b"], return_tensors="pt"), output_hidden_states=True)
     data = _corpus(40)
     kw = dict(components="all", granularity="token", chunk_sentences=5)
     one = extract_activations(m, data, store=tmp_path / "one", **kw)

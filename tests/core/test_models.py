@@ -116,3 +116,30 @@ def test_embedded_models_refuse_a_contradictory_kind() -> None:
         load_model("minilm-sentiment", kind="encoder")
     with pytest.raises(ValueError, match="unknown kind"):
         load_model("minilm", kind="tagger")
+
+
+@pytest.mark.parametrize("fam", ["bert", "llama"])
+def test_a_handle_pickles_after_transformers_hooked_its_model(tiny_models, fam: str) -> None:
+    """transformers hooks local closures on a model called with output_hidden_states; the handle still
+    pickles (as Dask ships it), the copy gives the same hidden states, and the original is untouched."""
+    import copy
+    import pickle
+
+    h = copy.deepcopy(tiny_models[fam])  # the shared fixture keeps no transformers hooks
+    assert h.model is not tiny_models[fam].model and copy.copy(h).model is h.model
+    inputs = h.tokenizer(["a b c"], return_tensors="pt")
+    with torch.no_grad():
+        want = h.model(**inputs, output_hidden_states=True).hidden_states
+    hooks = [len(m._forward_hooks) for m in h.model.modules()]
+    assert sum(hooks) > 0  # what made pickling fail
+    back = pickle.loads(pickle.dumps(h))
+    assert back.blocks[0] is back.model.get_submodule(_block_path(h))
+    with torch.no_grad():
+        got = back.model(**inputs, output_hidden_states=True).hidden_states
+    assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))
+    assert [len(m._forward_hooks) for m in back.model.modules()] == hooks
+    assert [len(m._forward_hooks) for m in h.model.modules()] == hooks
+
+
+def _block_path(h) -> str:
+    return next(n for n, m in h.model.named_modules() if m is h.blocks[0])

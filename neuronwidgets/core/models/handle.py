@@ -113,6 +113,28 @@ class ModelHandle:
     labels: list[str] = field(default_factory=list)
     _down_proj_path: str = ""
 
+    # -- pickling ---------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The model and its blocks travel as one pickle that survives transformers' output-capturing
+        hooks (:mod:`~neuronwidgets.core.models.shipping`); Dask ships a handle to its workers this way."""
+        from .shipping import dumps
+
+        state = dict(self.__dict__)
+        state["_modules"] = dumps((state.pop("model"), state.pop("blocks")))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import pickle
+
+        state = dict(state)
+        model, blocks = pickle.loads(state.pop("_modules"))
+        self.__dict__.update(state, model=model, blocks=blocks)
+
+    def __copy__(self) -> ModelHandle:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)  # shallow: the same model
+        return new
+
     # -- structure -------------------------------------------------------------------------------
     @property
     def num_layers(self) -> int:
