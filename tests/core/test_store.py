@@ -68,6 +68,51 @@ def test_store_is_plain_zarr_readable_by_zarr_xarray_and_dask(tiny_models, tmp_p
     assert acts.corpus().words == data
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32", "int64"])
+def test_chunk_files_are_byte_identical_to_zarrs_own_writes(tmp_path, dtype: str) -> None:
+    import zarr
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    from neuronwidgets.core.store.chunkfiles import ChunkFile
+
+    rng = np.random.default_rng(1)
+    block = (rng.standard_normal((5, 7)) * 100).astype(dtype)
+    block[3] = 0  # a row of zeros: Zarr must not skip anything either
+    made = {}
+    for how in ("zarr", "here"):
+        g = zarr.open_group(str(tmp_path / how), mode="w", zarr_format=3)
+        arr = g.create_array(
+            "x", shape=(15, 7), chunks=(5, 7), dtype=dtype, fill_value=0,
+            compressors=zarrstore._codecs()["compressors"], config={"write_empty_chunks": True},
+        )  # fmt: skip
+        if how == "zarr":
+            arr[5:10] = block
+        else:
+            f = ChunkFile(tmp_path / how / "x", arr)
+            assert f._blosc is not None  # the fast path, not the fallback
+            f.write(1, block)
+        made[how] = (tmp_path / how / "x" / "c" / "1" / "0").read_bytes()
+        np.testing.assert_array_equal(zarr.open_array(str(tmp_path / how / "x"))[5:10], block)
+    assert made["here"] == made["zarr"]
+    assert not list((tmp_path / "here").rglob("*.partial"))
+    # another codec chain goes through Zarr (same values, whatever the bytes)
+    g = zarr.open_group(str(tmp_path / "other"), mode="w", zarr_format=3)
+    arr = g.create_array(
+        "x", shape=(15, 7), chunks=(5, 7), dtype=dtype, compressors=[BloscCodec(cname="zstd"), Crc32cCodec()]
+    )
+    other = ChunkFile(tmp_path / "other" / "x", arr)
+    assert other._blosc is not None  # a Blosc setting is read from the metadata...
+    other.write(2, block)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "other" / "x"))[10:15], block)
+    arr = g.create_array("y", shape=(15, 7), chunks=(5, 7), dtype=dtype, compressors=None)
+    plain = ChunkFile(tmp_path / "other" / "y", arr)
+    assert plain._blosc is None  # ...a chain without Blosc and CRC-32C is not encoded here
+    plain.write(0, block)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "other" / "y"))[0:5], block)
+    with pytest.raises(ValueError, match="expected"):
+        plain.write(0, block[:2])
+
+
 def test_kill_at_every_step_of_the_write_protocol_then_resume_bit_for_bit(tiny_models, tmp_path) -> None:
     m = tiny_models["gpt2"]
     data = corpus(10)

@@ -35,7 +35,8 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
-from ..data.corpus import SpanInterner
+from .chunkfiles import ChunkFile
+from .zarrcorpus import read_corpus, write_corpus
 
 FORMAT = "neuronwidgets-activations"
 ZARR_FORMAT_VERSION = 2  # 1 was the NumPy + JSON chunk folder
@@ -168,6 +169,7 @@ class ZarrStore:
         self.meta: dict[str, Any] = info["meta"]
         self.sites: list[str] = list(self.meta["sites"])
         self._arrays: dict[str, Any] = {}
+        self._files: dict[str, ChunkFile] = {}
 
     def array(self, name: str) -> Any:
         """The Zarr array ``name``, opened once (``group[name]`` re-parses its metadata every time) with
@@ -177,6 +179,13 @@ class ZarrStore:
         if arr is None:
             arr = self._arrays[name] = self.group[name].with_config({"write_empty_chunks": True})
         return arr
+
+    def chunk_file(self, name: str) -> ChunkFile:
+        """Whole-chunk writer of array ``name`` (:mod:`~neuronwidgets.core.store.chunkfiles`)."""
+        f = self._files.get(name)
+        if f is None:
+            f = self._files[name] = ChunkFile(self.root / name, self.array(name))
+        return f
 
     # -- creating ---------------------------------------------------------------------------------
     @classmethod
@@ -246,7 +255,7 @@ class ZarrStore:
         off[:] = layout.offsets
         if corpus is not None:
             step("write corpus")
-            _write_corpus(group, corpus, opts)
+            write_corpus(group, corpus, opts)
         step("ready")
         group.attrs[ATTR] = {**info, "complete": False, "ready": True}
         return cls(root, group, info, layout)
@@ -357,32 +366,32 @@ class ZarrStore:
             raise ValueError(
                 f"block {k} has {chunk.num_sentences} sentences / {chunk.offsets[-1]} rows, expected {b - a} / {n}"
             )
-        r0 = k * self.layout.cap
+        cap = self.layout.cap
         sums = []
         for site in self.sites:
             arr = np.ascontiguousarray(chunk.arrays[site], dtype=self.meta["dtype"])
-            pad = np.zeros((self.layout.cap, arr.shape[1]), dtype=arr.dtype)
+            pad = np.zeros((cap, arr.shape[1]), dtype=arr.dtype)
             pad[:n] = arr
             step(f"block {k}: {site}")
-            self.array(site)[r0 : r0 + self.layout.cap] = pad
+            self.chunk_file(site).write(k, pad)
             sums.append(crc32c(arr))
         units = np.array([u for sent in chunk.units for u in sent], dtype=object)
         sentence = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(chunk.offsets))
         word_id = None if chunk.word_ids is None else np.asarray(chunk.word_ids, dtype=np.int64)
         step(f"block {k}: rows")
-        ustr = np.full(self.layout.cap, "", dtype=object)
+        ustr = np.full(cap, "", dtype=object)
         ustr[:n] = units
-        self.array("unit")[r0 : r0 + self.layout.cap] = ustr
-        sent = np.full(self.layout.cap, -1, dtype=np.int64)
+        self.array("unit")[k * cap : (k + 1) * cap] = ustr
+        sent = np.full(cap, -1, dtype=np.int64)
         sent[:n] = sentence
-        self.array("sentence")[r0 : r0 + self.layout.cap] = sent
+        self.chunk_file("sentence").write(k, sent)
         if self.meta["granularity"] == "token":
-            wid = np.full(self.layout.cap, -1, dtype=np.int64)
+            wid = np.full(cap, -1, dtype=np.int64)
             wid[:n] = word_id if word_id is not None else -1
-            self.array("word_id")[r0 : r0 + self.layout.cap] = wid
+            self.chunk_file("word_id").write(k, wid)
         sums += [_units_crc(units, sentence, word_id if self.meta["granularity"] == "token" else None), n]
         step(f"block {k}: checksums")
-        self.array("checksums")[k] = np.array(sums, dtype=np.int64)
+        self.chunk_file("checksums").write(k, np.array([sums], dtype=np.int64))
 
     def invalidate(self, k: int) -> None:
         """Forget block ``k`` (its checksum row), so the next extraction writes it again."""
@@ -508,75 +517,6 @@ def _corrupt(root: Path, name: str, where: str | None, why: Any, whole: bool = F
             f"arguments and store={str(root)!r}, repair=True (it re-extracts only the damaged blocks)"
         )
     return StoreCorruptionError(f"activation store {root}: {place} is damaged ({what}); {fix}")
-
-
-def _write_corpus(group: Any, corpus: Any, opts: dict[str, Any]) -> None:
-    # strings go to Zarr as object arrays: a fixed-width unicode array is as wide as the longest string
-    # (UD EWT has a 473-character URL: 1.9 GB for a million words)
-    sub = group.create_group("corpus", attributes={"name": corpus.name, "columns": list(corpus.labels)})
-    words = [w for s in corpus.words for w in s]
-    offs = np.concatenate([[0], np.cumsum([len(s) for s in corpus.words])]).astype(np.int64)
-    spans = np.array([sp for s in corpus.spans for sp in s], dtype=np.int64).reshape(-1, 2)
-    n_words, n_sent = max(len(words), 1), max(len(corpus.texts), 1)
-    sub.create_array(
-        "word",
-        shape=(len(words),),
-        chunks=(min(n_words, 65536),),
-        dtype=str,
-        dimension_names=("word",),
-        **opts,
-    )[:] = np.array(words, dtype=object)
-    sub.create_array(
-        "span",
-        shape=spans.shape,
-        chunks=(min(n_words, 65536), 2),
-        dtype="int64",
-        dimension_names=("word", "edge"),
-        **opts,
-    )[:] = spans
-    sub.create_array(
-        "offsets",
-        shape=offs.shape,
-        chunks=(len(offs),),
-        dtype="int64",
-        dimension_names=("sentence_edge",),
-        **opts,
-    )[:] = offs
-    sub.create_array(
-        "text",
-        shape=(len(corpus.texts),),
-        chunks=(min(n_sent, 16384),),
-        dtype=str,
-        dimension_names=("sentence",),
-        **opts,
-    )[:] = np.array(corpus.texts, dtype=object)
-    for col, rows in corpus.labels.items():
-        flat = np.array([str(lab) for s in rows for lab in s], dtype=object)
-        sub.create_array(
-            f"label.{col}",
-            shape=flat.shape,
-            chunks=(min(n_words, 65536),),
-            dtype=str,
-            dimension_names=("word",),
-            **opts,
-        )[:] = flat
-
-
-def read_corpus(sub: Any) -> dict[str, Any]:
-    """The stored corpus as plain lists (words, texts, spans, labels, name)."""
-    offs = np.asarray(sub["offsets"][:])
-    words = [str(w) for w in sub["word"][:]]
-    shared = SpanInterner()
-    spans = [shared(int(a), int(b)) for a, b in np.asarray(sub["span"][:]).tolist()]
-    cut = lambda xs: [list(xs[offs[i] : offs[i + 1]]) for i in range(len(offs) - 1)]  # noqa: E731
-    labels = {c: cut([str(v) for v in sub[f"label.{c}"][:]]) for c in sub.attrs.get("columns", [])}
-    return {
-        "words": cut(words),
-        "texts": [str(t) for t in sub["text"][:]],
-        "spans": cut(spans),
-        "labels": labels,
-        "name": sub.attrs.get("name", ""),
-    }
 
 
 class LazySites(Mapping[str, np.ndarray]):
