@@ -114,24 +114,33 @@ def test_at_most_two_items_live_at_once() -> None:
     assert most[0] <= 2
 
 
-def test_float16_groups_reuse_zeroed_buffers(tiny_models, monkeypatch) -> None:
-    """A float16 extraction keeps its float32 group buffers for the next group: a group after a larger
-    one (stale rows in the kept buffer) and one after a smaller one (a larger buffer mapped) must give
-    exactly what each group gives from fresh buffers, for mean and max pooling."""
+@pytest.mark.parametrize(
+    "granularity, aggregation, max_length",
+    [("word", "mean", None), ("word", "max", None), ("word", "first", None), ("word", "last", None),
+     ("token", "mean", None), ("word", "mean", 8)],
+)  # fmt: skip
+def test_float16_groups_reuse_their_buffers(
+    tiny_models, monkeypatch, granularity, aggregation, max_length
+) -> None:
+    """A float16 extraction keeps its float32 group buffers for the next group, and fills them only where
+    rows accumulate (max; a mean over a sentence split into windows, ``max_length=8``): a group after a
+    larger one (stale rows in the kept buffer) and one after a smaller one (a larger buffer mapped) must
+    give exactly what each group gives from fresh buffers."""
     import numpy as np
 
     monkeypatch.setattr("neuronwidgets.core.store.extraction.GROUP_SENTENCES", 4)
-    data = [["a", "bb", "ccc", "dddd"]] * 4 + [["e"]] * 4 + [["a", "bb", "ccc", "dddd", "e", "ff"]] * 4
-    for aggregation in ("mean", "max"):
-        plan = ExtractionPlan.make(
-            tiny_models["bert"], data, None, "resid", "word", aggregation, 4, 4, 64, None, "float16"
-        )
-        groups = plan.groups(range(len(plan.bounds)), plan.layout())
-        assert len(groups) == 3
-        reused = [c for g in groups for _, c in plan.run_group(g, range(3))]
-        for g, chunk in zip(groups, reused):
-            plan.extractor._scratch.clear()  # fresh buffers
-            ((_, fresh),) = plan.run_group(g, g)
-            for site, arr in chunk.arrays.items():
-                assert arr.dtype == np.float16
-                assert np.array_equal(arr.view(np.uint16), fresh.arrays[site].view(np.uint16)), aggregation
+    long = ["a", "bb", "ccc", "dddd", "e", "ff"]
+    data = [["a", "bb", "ccc", "dddd"]] * 4 + [["e"]] * 4 + [long * (2 if max_length else 1)] * 4
+    plan = ExtractionPlan.make(
+        tiny_models["bert"], data, None, "resid", granularity, aggregation, 4, 4, 64, max_length, "float16"
+    )
+    groups = plan.groups(range(len(plan.bounds)), plan.layout())
+    assert len(groups) == 3
+    reused = [c for g in groups for _, c in plan.run_group(g, range(3))]
+    assert bool(plan.extractor.split) == bool(max_length)
+    for g, chunk in zip(groups, reused):
+        plan.extractor._scratch.clear()  # fresh buffers
+        ((_, fresh),) = plan.run_group(g, g)
+        for site, arr in chunk.arrays.items():
+            assert arr.dtype == np.float16
+            assert np.array_equal(arr.view(np.uint16), fresh.arrays[site].view(np.uint16))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import mmap
 import warnings
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -18,18 +19,28 @@ from ..models.addresses import Site
 from ..models.handle import ModelHandle
 from ..models.hooks import run_capturing
 from .activations import Chunk
-from .alignment import align_tokens
+from .alignment import align_many
 
 
 @dataclass
 class _Sentence:
     """One tokenised sentence: content token ids, token→word pairs and the windows it runs in."""
 
-    ids: list[int]
-    token_texts: list[str]
-    pairs: list[tuple[int, int]]  # (token, word): token overlaps word
-    primary: list[int]  # first word of each token, -1 for none
+    ids: np.ndarray  # int64 content token ids
+    offsets: np.ndarray  # [n_tokens, 2] character offsets in ``text``
+    text: str
+    pair_token: np.ndarray  # (token, word) pairs: the token overlaps the word
+    pair_word: np.ndarray
+    primary: np.ndarray  # first word of each token, -1 for none
     windows: list[tuple[int, int]]
+
+    def token_texts(self, tokenizer: Any) -> list[str]:
+        """Each token's span of the text; a token with an empty span (e.g. a lone space that the tokenizer
+        trims) shows its decoded form instead."""
+        return [
+            self.text[s:e] or tokenizer.decode([i])
+            for i, (s, e) in zip(self.ids.tolist(), self.offsets.tolist())
+        ]
 
 
 def _mapped(shape: tuple[int, ...], dtype: type[np.generic]) -> torch.Tensor:
@@ -79,14 +90,15 @@ class _Extractor:
         return {**self.__dict__, "_scratch": {}}  # a Dask worker gets the extractor, not its buffers
 
     def _buffers(
-        self, n_units: int, widths: dict[Site, int], reuse: bool, fill: float
+        self, n_units: int, widths: dict[Site, int], reuse: bool, fill: float | None
     ) -> dict[Site, torch.Tensor]:
-        """Float32 ``(n_units, width)`` buffers filled with ``fill``, one per site, for a group's rows.
+        """Float32 ``(n_units, width)`` buffers filled with ``fill``, one per site, for a group's rows
+        (``None``: every row will be assigned, its starting value does not matter).
 
         ``reuse``: the buffers do not leave :meth:`run` (they are converted to float16 there), so they are
-        kept for the next group and filled again. Fresh pages cost a page fault and the kernel's zeroing
-        each; measured, that was more than half of the aggregation's time (8.6 against 3.5 ms per batch).
-        Fresh buffers are zeros already and are written only when ``fill`` is not 0.
+        kept for the next group (and filled again where ``fill`` says). Fresh pages cost a page fault and
+        the kernel's zeroing each; measured, that was more than half of the aggregation's time (8.6 against
+        3.5 ms per batch). Fresh buffers are zeros already and are written only when ``fill`` is not 0.
         """
         out = {}
         if not reuse:
@@ -97,46 +109,70 @@ class _Extractor:
                 if buf is None or buf.shape[0] < n_units:
                     self._scratch.pop(s, None)  # the smaller one goes before the larger one is mapped
                     buf = self._scratch[s] = _mapped((max(n_units, 1), widths[s]), np.float32)
-                out[s] = buf[:n_units].fill_(fill)
+                out[s] = buf[:n_units] if fill is None else buf[:n_units].fill_(fill)
             else:
                 out[s] = _mapped((n_units, widths[s]), np.float32)
-                if fill != 0:
+                if fill is not None and fill != 0:
                     out[s].fill_(fill)
         return out
 
     # -- tokenisation and alignment --------------------------------------------------------------
-    def _tokenise(self, corpus: Corpus, a: int, b: int) -> list[_Sentence]:
+    def _encode(self, texts: list[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+        """Content token ids and character offsets of each text.
+
+        A fast tokenizer whose backend is set as ``tokenizer(texts, add_special_tokens=False)`` sets it (no
+        truncation, no padding, special tokens as the tokenizer says) is called directly: the same
+        encodings, without transformers' conversion of each into Python lists and dicts (0.8 s per 4,096
+        sentences, as long as the tokenisation itself).
+        """
         tok = self.handle.tokenizer
-        texts = corpus.texts[a:b]
-        spans = corpus.spans[a:b]
+        backend = getattr(tok, "backend_tokenizer", None) if getattr(tok, "is_fast", False) else None
+        if (
+            backend is not None
+            and backend.truncation is None
+            and backend.padding is None
+            and getattr(backend, "encode_special_tokens", False)
+            == bool(getattr(tok, "split_special_tokens", False))
+        ):
+            encs = backend.encode_batch(texts, add_special_tokens=False)
+            return [e.ids for e in encs], [e.offsets for e in encs]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "sequence longer than the maximum": we split below
-            enc = tok(list(texts), add_special_tokens=False, return_offsets_mapping=True)
-        out = []
-        for j in range(b - a):
-            ids, offs = list(enc["input_ids"][j]), list(enc["offset_mapping"][j])
-            sent = self._align(texts[j], spans[j], ids, offs)
-            if sent is None:
-                sent = self._align_with_unk(texts[j], spans[j])
-            out.append(sent)
+            enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), list(enc["offset_mapping"])
+
+    def _sentences(self, texts: list[str], spans: list[list[tuple[int, int]]]) -> list[_Sentence | None]:
+        """Tokenise and align ``texts``; ``None`` for a text with a word that no token covers."""
+        id_lists, off_lists = self._encode(texts)
+        counts = np.fromiter(map(len, id_lists), np.int64, len(texts))
+        total = int(counts.sum())
+        ids = np.fromiter(chain.from_iterable(id_lists), np.int64, total)
+        offs = np.fromiter(chain.from_iterable(chain.from_iterable(off_lists)), np.int64, 2 * total)
+        offs = offs.reshape(-1, 2)
+        al = align_many(texts, spans, offs, counts)
+        tstart = np.r_[0, np.cumsum(counts)]
+        pstart = np.searchsorted(al.pair_text, np.arange(len(texts) + 1))
+        out: list[_Sentence | None] = []
+        for j, text in enumerate(texts):
+            if not al.covered[j]:
+                out.append(None)
+                continue
+            a, b, p, q = int(tstart[j]), int(tstart[j + 1]), int(pstart[j]), int(pstart[j + 1])
+            primary = al.primary[a:b]
+            windows = self._windows(b - a, primary)
+            pairs = (al.pair_token[p:q], al.pair_word[p:q])
+            out.append(_Sentence(ids[a:b], offs[a:b], text, *pairs, primary, windows))
         return out
 
-    def _align(
-        self, text: str, spans: list[tuple[int, int]], ids: list[int], offs: list[tuple[int, int]]
-    ) -> _Sentence | None:
-        pairs, primary = align_tokens(text, spans, offs)
-        covered = {w for _, w in pairs}
-        if len(covered) < len(spans):
-            return None
-        # a token's text is its span of the input; a token with an empty span (e.g. a lone space that the
-        # tokenizer trims) shows its decoded form instead
-        texts = [text[s:e] or self.handle.tokenizer.decode([i]) for i, (s, e) in zip(ids, offs)]
-        return _Sentence(ids, texts, pairs, primary, self._windows(len(ids), primary))
+    def _tokenise(self, corpus: Corpus, a: int, b: int) -> list[_Sentence]:
+        texts = list(corpus.texts[a:b])
+        spans = corpus.spans[a:b]
+        sents = self._sentences(texts, spans)
+        return [s if s is not None else self._align_with_unk(texts[j], spans[j]) for j, s in enumerate(sents)]
 
     def _align_with_unk(self, text: str, spans: list[tuple[int, int]]) -> _Sentence:
         """Re-tokenise with every word that got no token replaced by the unknown token."""
-        tok = self.handle.tokenizer
-        offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets = self._encode([text])[1][0]
         covered = {w for s, e in offsets for w, (ws, we) in enumerate(spans) if ws < e and s < we}
         pieces, new_spans, pos, last = [], [], 0, 0
         for w, (ws, we) in enumerate(spans):
@@ -150,8 +186,7 @@ class _Extractor:
             last = we
         pieces.append(text[last:])
         new_text = "".join(pieces)
-        enc = tok(new_text, add_special_tokens=False, return_offsets_mapping=True)
-        sent = self._align(new_text, new_spans, list(enc["input_ids"]), list(enc["offset_mapping"]))
+        sent = self._sentences([new_text], [new_spans])[0]
         if sent is None:
             raise ValueError(
                 f"cannot align the tokens of {text!r} with its words, even with token-less words replaced by "
@@ -159,17 +194,18 @@ class _Extractor:
             )
         return sent
 
-    def _windows(self, n: int, primary: list[int]) -> list[tuple[int, int]]:
+    def _windows(self, n: int, primary: np.ndarray) -> list[tuple[int, int]]:
         if n <= self.budget:
             return [(0, n)]
         self.split += 1
+        prim = primary.tolist()
         out, a = [], 0
         while a < n:
             b = min(a + self.budget, n)
             if b < n:
                 # move the cut back to a word boundary, if the window holds more than one word
                 cut = b
-                while cut > a + 1 and primary[cut] == primary[cut - 1] and primary[cut] >= 0:
+                while cut > a + 1 and prim[cut] == prim[cut - 1] and prim[cut] >= 0:
                     cut -= 1
                 if cut > a + 1:
                     b = cut
@@ -181,54 +217,64 @@ class _Extractor:
     def run(self, corpus: Corpus, a: int, b: int, dtype: str) -> Chunk:
         sents = self._tokenise(corpus, a, b)
         word_mode = self.granularity == "word"
+        mean = word_mode and self.aggregation == "mean"
         counts = [len(corpus.words[a + j]) if word_mode else len(s.ids) for j, s in enumerate(sents)]
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         n_units = int(offsets[-1])
         widths = {s: self.handle.width(s) for s in self.sites}
-        fill = float("-inf") if word_mode and self.aggregation == "max" else 0.0
+        # Every row is written once (each word has a token, each token one window), so a buffer needs a
+        # starting value only where rows accumulate: -inf for max, 0 for a mean over a sentence split into
+        # windows (a word can get tokens from two of them). Without a split, a mean row is assigned its
+        # sum (a reused buffer's old values are never read).
+        split = any(len(s.windows) > 1 for s in sents)
+        fill = float("-inf") if word_mode and self.aggregation == "max" else 0.0 if mean and split else None
         out = self._buffers(n_units, widths, reuse=dtype == "float16", fill=fill)
 
         # For each sentence: which token feeds which output row (and, for mean, how many feed each row).
-        src_tokens: list[list[int]] = []
-        dst_rows: list[list[int]] = []
+        src_tokens: list[np.ndarray] = []
+        dst_rows: list[np.ndarray] = []
         for j, s in enumerate(sents):
             base = int(offsets[j])
             if not word_mode:
-                src_tokens.append(list(range(len(s.ids))))
-                dst_rows.append([base + t for t in range(len(s.ids))])
+                src_tokens.append(np.arange(len(s.ids), dtype=np.int64))
+                dst_rows.append(base + src_tokens[-1])
                 continue
             if self.aggregation in ("mean", "max"):
-                chosen = s.pairs
-            else:
-                best: dict[int, int] = {}
-                for t, w in s.pairs:
-                    if w not in best or (t < best[w] if self.aggregation == "first" else t > best[w]):
-                        best[w] = t
-                chosen = [(t, w) for w, t in best.items()]
-            src_tokens.append([t for t, _ in chosen])
-            dst_rows.append([base + w for _, w in chosen])
+                tokens, words = s.pair_token, s.pair_word
+            else:  # pairs run by token: a word's first pair has its first token, its last its last
+                if self.aggregation == "first":
+                    words, at = np.unique(s.pair_word, return_index=True)
+                else:
+                    words, at = np.unique(s.pair_word[::-1], return_index=True)
+                    at = len(s.pair_word) - 1 - at
+                tokens = s.pair_token[at]
+            src_tokens.append(tokens)
+            dst_rows.append(base + words)
         denom = None
-        if word_mode and self.aggregation == "mean":
-            denom = torch.bincount(torch.tensor([r for rows in dst_rows for r in rows]), minlength=n_units)
-            denom = denom.clamp(min=1).to(torch.float32).unsqueeze(1)
+        if mean:
+            n_tok = np.bincount(np.concatenate([*dst_rows, np.zeros(0, np.int64)]), minlength=n_units)
+            multi = np.flatnonzero(n_tok > 1)  # x / 1 == x: only these rows are divided
+            denom = (torch.from_numpy(multi), torch.from_numpy(n_tok[multi].astype(np.float32)).unsqueeze(1))
 
         segments = [(j, wa, wb) for j, s in enumerate(sents) for wa, wb in s.windows]
         segments.sort(key=lambda seg: seg[2] - seg[1], reverse=True)
         for batch in self._batches(segments):
-            self._run_batch(batch, sents, src_tokens, dst_rows, out)
+            self._run_batch(batch, sents, src_tokens, dst_rows, out, accumulate=split)
 
         arrays: dict[str, np.ndarray] = {}
         for site in list(out):
             tensor = out.pop(site)  # each float32 buffer is freed as soon as its site is converted
-            if denom is not None:
-                tensor /= denom
+            if denom is not None and len(denom[0]):
+                tensor[denom[0]] /= denom[1]
             # torch converts to float16 (round to nearest even, as NumPy) several times faster than NumPy
             arrays[site.name] = (tensor.to(torch.float16) if dtype == "float16" else tensor).numpy()
             del tensor
         units = (
-            [list(corpus.words[a + j]) for j in range(b - a)] if word_mode else [s.token_texts for s in sents]
+            [list(corpus.words[a + j]) for j in range(b - a)]
+            if word_mode
+            else [s.token_texts(self.handle.tokenizer) for s in sents]
         )
-        word_ids = None if word_mode else np.array([w for s in sents for w in s.primary], dtype=np.int64)
+        word_ids = None if word_mode else np.concatenate([np.zeros(0, np.int64), *(s.primary for s in sents)])
         return Chunk(offsets, units, arrays, word_ids)
 
     def _batches(self, segments: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
@@ -250,40 +296,45 @@ class _Extractor:
         self,
         batch: list[tuple[int, int, int]],
         sents: list[_Sentence],
-        src_tokens: list[list[int]],
-        dst_rows: list[list[int]],
+        src_tokens: list[np.ndarray],
+        dst_rows: list[np.ndarray],
         out: dict[Site, torch.Tensor],
+        accumulate: bool,
     ) -> None:
-        extra = len(self.prefix) + len(self.suffix)
-        width = max(wb - wa for _, wa, wb in batch) + extra
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        src_pos: list[int] = []
-        dst: list[int] = []
+        """One forward pass; each site's token rows are pooled into ``out``'s rows (``accumulate``: a mean
+        adds to the rows, which start at 0; otherwise it assigns them)."""
+        pre, suf = len(self.prefix), len(self.suffix)
+        width = max(wb - wa for _, wa, wb in batch) + pre + suf
+        ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        src_parts: list[np.ndarray] = []
+        dst_parts: list[np.ndarray] = []
         for r, (j, wa, wb) in enumerate(batch):
-            seq = self.prefix + sents[j].ids[wa:wb] + self.suffix
-            ids[r, : len(seq)] = torch.tensor(seq)
-            mask[r, : len(seq)] = 1
-            shift = r * width + len(self.prefix) - wa
-            for t, row in zip(src_tokens[j], dst_rows[j]):
-                if wa <= t < wb:
-                    src_pos.append(shift + t)
-                    dst.append(row)
+            n = wb - wa
+            ids[r, :pre] = self.prefix
+            ids[r, pre : pre + n] = sents[j].ids[wa:wb]
+            ids[r, pre + n : pre + n + suf] = self.suffix
+            mask[r, : pre + n + suf] = 1
+            src, dst = src_tokens[j], dst_rows[j]
+            if wa > 0 or wb < len(sents[j].ids):
+                keep = (src >= wa) & (src < wb)
+                src, dst = src[keep], dst[keep]
+            src_parts.append(src + (r * width + pre - wa))
+            dst_parts.append(dst)
         inputs: dict[str, Any] = {
-            "input_ids": ids.to(self.handle.device),
-            "attention_mask": mask.to(self.handle.device),
+            "input_ids": torch.from_numpy(ids).to(self.handle.device),
+            "attention_mask": torch.from_numpy(mask).to(self.handle.device),
         }
         if self.handle.kind == "causal-lm":
             inputs["use_cache"] = False
-        mean = self.granularity == "word" and self.aggregation == "mean"
-        src = np.asarray(src_pos, dtype=np.int64)
-        rows = np.asarray(dst, dtype=np.int64)
-        mean = mean and len(rows) > 0
+        src = np.concatenate([np.zeros(0, np.int64), *src_parts])
+        rows = np.concatenate([np.zeros(0, np.int64), *dst_parts])
+        mean = self.granularity == "word" and self.aggregation == "mean" and len(rows) > 0
         if mean:
             # A word's tokens are consecutive: sum each run of equal rows level by level (the 2nd tokens of
             # every run, then the 3rd, ...: each level's rows are distinct, so buffered fancy-index adds are
-            # exact), then add the sums to the output rows. NumPy here, not torch: torch's small indexing
-            # ops (index_add_ with repeated rows, index_select) wait on its thread pool and cost 5-10x more.
+            # exact). NumPy here, not torch: torch's small indexing ops (index_add_ with repeated rows,
+            # index_select) wait on its thread pool and cost 5-10x more.
             new_run = np.r_[True, rows[1:] != rows[:-1]]
             starts = np.flatnonzero(new_run)
             keys = rows[starts]
@@ -291,6 +342,8 @@ class _Extractor:
             rank = np.arange(len(rows)) - starts[run_of]
             levels = [np.flatnonzero(rank == j) for j in range(1, int(rank.max(initial=0)) + 1)]
             distinct = len(np.unique(keys)) == len(keys)  # not when a word is split across two windows
+            if not (distinct or accumulate):
+                raise AssertionError("a word's tokens are not consecutive in a sentence without windows")
         with torch.inference_mode():
             acts = run_capturing(self.handle, self.sites, inputs)
             for site, act in acts.items():
@@ -300,7 +353,9 @@ class _Extractor:
                     sums = flat[src[starts]]
                     for level in levels:
                         sums[run_of[level]] += flat[src[level]]
-                    if distinct:
+                    if not accumulate:
+                        target[keys] = sums
+                    elif distinct:
                         target[keys] += sums
                     else:
                         np.add.at(target, keys, sums)
