@@ -68,7 +68,7 @@ def test_store_is_plain_zarr_readable_by_zarr_xarray_and_dask(tiny_models, tmp_p
     assert acts.corpus().words == data
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32", "int64"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "int64", "str"])
 def test_chunk_files_are_byte_identical_to_zarrs_own_writes(tmp_path, dtype: str) -> None:
     import zarr
     from zarr.codecs import BloscCodec, Crc32cCodec
@@ -76,13 +76,17 @@ def test_chunk_files_are_byte_identical_to_zarrs_own_writes(tmp_path, dtype: str
     from neuronwidgets.core.store.chunkfiles import ChunkFile
 
     rng = np.random.default_rng(1)
-    block = (rng.standard_normal((5, 7)) * 100).astype(dtype)
-    block[3] = 0  # a row of zeros: Zarr must not skip anything either
+    if dtype == "str":  # the unit array: one dimension, variable-length UTF-8
+        words = ["fox", "", "naïve", "🙂", "a b", "x" * 300]
+        block = np.array([words[i] for i in rng.integers(0, len(words), size=35)], dtype=object).reshape(5, 7)
+    else:
+        block = (rng.standard_normal((5, 7)) * 100).astype(dtype)
+        block[3] = 0  # a row of zeros: Zarr must not skip anything either
     made = {}
     for how in ("zarr", "here"):
         g = zarr.open_group(str(tmp_path / how), mode="w", zarr_format=3)
         arr = g.create_array(
-            "x", shape=(15, 7), chunks=(5, 7), dtype=dtype, fill_value=0,
+            "x", shape=(15, 7), chunks=(5, 7), dtype=dtype, fill_value="" if dtype == "str" else 0,
             compressors=zarrstore._codecs()["compressors"], config={"write_empty_chunks": True},
         )  # fmt: skip
         if how == "zarr":

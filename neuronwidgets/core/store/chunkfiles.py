@@ -6,9 +6,10 @@ float16 residual activations, 0.65-0.87 s against 0.34-0.38 s per 8 blocks of 7 
 docs/benchmarks.md). On a 2-core machine every CPU-second of the writer is taken from the forward pass.
 
 :class:`ChunkFile` writes a whole chunk of one array by the Zarr v3 specification, for the codec chain the
-store creates and nothing else: ``bytes`` (little endian) → ``blosc`` → ``crc32c``. The chunk's bytes are
-then the values' little-endian bytes, Blosc-compressed by numcodecs (the library Zarr's own ``blosc``
-codec calls, with the same configuration) and followed by their CRC-32C as 4 little-endian bytes. The file
+store creates and nothing else: ``bytes`` (little endian; ``vlen-utf8`` for strings) → ``blosc`` →
+``crc32c``. The chunk's bytes are then the values' little-endian bytes (or numcodecs' ``VLenUTF8``
+encoding of the strings), Blosc-compressed by numcodecs (the library Zarr's own codecs call, with the same
+configuration) and followed by their CRC-32C as 4 little-endian bytes. The file
 goes to the chunk's key (``encode_chunk_key``) through a temporary file and a rename, as Zarr's
 ``LocalStore`` writes it. An array with any other metadata (codecs, key encoding, a storage transformer)
 is written through Zarr. tests/test_zarrstore.py checks the files are byte-identical to Zarr's.
@@ -24,8 +25,8 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
-#: The codec chain written here, with the Blosc settings read from the array's metadata.
-_CHAIN = ("bytes", "blosc", "crc32c")
+#: The codec chains written here, with the Blosc settings read from the array's metadata.
+_CHAINS = {("bytes", "blosc", "crc32c"), ("vlen-utf8", "blosc", "crc32c")}
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
@@ -42,7 +43,8 @@ class ChunkFile:
         self.folder = folder
         self.array = array
         self.meta = array.metadata
-        self.dtype = np.dtype(array.dtype).newbyteorder("<")
+        self.strings = np.dtype(array.dtype).kind in "TUO"
+        self.dtype = np.dtype(object) if self.strings else np.dtype(array.dtype).newbyteorder("<")
         self.rows = int(self.meta.chunk_grid.chunk_shape[0])
         self._dirs: set[Path] = set()
         self._blosc = self._codec()
@@ -51,13 +53,15 @@ class ChunkFile:
         """The numcodecs Blosc codec of the array's chain, or ``None`` when the chain is another."""
         d = self.meta.to_dict()
         codecs = list(d.get("codecs", ()))
+        chain = tuple(c.get("name") for c in codecs)
         if (
-            tuple(c.get("name") for c in codecs) != _CHAIN
-            or codecs[0].get("configuration", {}).get("endian", "little") != "little"
+            chain not in _CHAINS
+            or (chain[0] == "vlen-utf8") != self.strings
+            or (codecs[0].get("configuration") or {}).get("endian", "little") != "little"
             or d.get("chunk_key_encoding", {}).get("name") != "default"
             or d.get("storage_transformers")
             or d.get("chunk_grid", {}).get("name") != "regular"
-            or self.dtype.kind not in "fiub"  # numbers only; strings go through Zarr
+            or not (self.strings or self.dtype.kind in "fiub")
         ):
             return None
         from numcodecs import Blosc
@@ -72,14 +76,19 @@ class ChunkFile:
                 "clevel": int(cfg["clevel"]),
                 "shuffle": shuffle,
                 "blocksize": int(cfg.get("blocksize", 0)),
-                "typesize": int(cfg.get("typesize", self.dtype.itemsize)),
+                "typesize": int(cfg.get("typesize", 1 if self.strings else self.dtype.itemsize)),
             }
         )
 
     def encode(self, block: np.ndarray) -> tuple[bytes, bytes]:
         """The bytes of one whole chunk holding ``block`` (which must have the chunk's shape): the
         compressed values and their CRC-32C."""
-        raw = np.ascontiguousarray(block, dtype=self.dtype).view(np.uint8).reshape(-1)
+        if self.strings:
+            from numcodecs import VLenUTF8
+
+            raw = np.frombuffer(VLenUTF8().encode(np.asarray(block, dtype=object)), np.uint8)
+        else:
+            raw = np.ascontiguousarray(block, dtype=self.dtype).view(np.uint8).reshape(-1)
         data = self._blosc.encode(raw)
         return data, int(google_crc32c.value(data)).to_bytes(4, "little")
 

@@ -381,7 +381,7 @@ class ZarrStore:
         step(f"block {k}: rows")
         ustr = np.full(cap, "", dtype=object)
         ustr[:n] = units
-        self.array("unit")[k * cap : (k + 1) * cap] = ustr
+        self.chunk_file("unit").write(k, ustr)
         sent = np.full(cap, -1, dtype=np.int64)
         sent[:n] = sentence
         self.chunk_file("sentence").write(k, sent)
