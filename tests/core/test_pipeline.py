@@ -139,7 +139,7 @@ def test_float16_groups_reuse_their_buffers(
     reused = [c for g in groups for _, c in plan.run_group(g, range(3))]
     assert bool(plan.extractor.split) == bool(max_length)
     for g, chunk in zip(groups, reused):
-        plan.extractor._scratch.clear()  # fresh buffers
+        plan.extractor._pool.clear()  # fresh buffers
         ((_, fresh),) = plan.run_group(g, g)
         for site, arr in chunk.arrays.items():
             assert arr.dtype == np.float16

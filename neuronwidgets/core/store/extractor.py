@@ -6,7 +6,9 @@ token) rows. Used by :mod:`~neuronwidgets.core.store.extraction` (one process) a
 from __future__ import annotations
 
 import mmap
+import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -43,20 +45,64 @@ class _Sentence:
         ]
 
 
-def _mapped(shape: tuple[int, ...], dtype: type[np.generic]) -> torch.Tensor:
-    """Zeros of ``shape`` in their own anonymous memory map, as a tensor (the NumPy view shares it).
+class _MapPool:
+    """Group buffers in anonymous memory maps of their own, each handed back here when its last view goes
+    and given out again for the same site's next group.
 
     A group's buffers are hundreds of MB, freed a group later. Allocated with ``malloc`` (``np.zeros``),
     those of a group a little under glibc's adaptive mmap threshold (up to 32 MB per buffer) come from the
     heap, where they leave holes that later allocations fragment: a 100k-sentence run's RSS then crept up
-    by ≈ 470 MB (445 MB of it free but held at the end). A memory map of their own is returned to the
-    system when the last view of it goes, and its pages, like ``calloc``'s, become resident only as batches
-    fill them.
+    by ≈ 470 MB (445 MB of it free but held at the end). A map of its own leaves no hole.
+
+    Fresh pages cost a page fault and the kernel's zeroing each: measured, that was more than half of the
+    word pooling's time (8.6 against 3.5 ms per batch). So the buffers of a float16 extraction, which
+    never leave :meth:`_Extractor.run` (they are converted there), come back here when converted: the map
+    is kept (the two largest per site) and the smallest that fits is handed out for the next group.
+
+    Float32 buffers are the group's result: they leave ``run`` and are freed by their consumer, site by
+    site, while the next group's pages fill. Kept here instead (tried for streaming statistics), two full
+    sets stayed resident at once: 4-10 % faster, but the peak RSS rose by 320 MB at 10k sentences.
     """
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if nbytes == 0:
-        return torch.from_numpy(np.zeros(shape, dtype))
-    return torch.from_numpy(np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape))
+
+    #: Maps kept per site: a group being consumed and one being filled live at once.
+    KEEP = 2
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # a finalizer may run while this thread holds it
+        self._maps: dict[Site, list[mmap.mmap]] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._maps.clear()
+
+    def _put(self, site: Site, mm: mmap.mmap) -> None:
+        with self._lock:
+            kept = self._maps.setdefault(site, [])
+            kept.append(mm)
+            kept.sort(key=len)
+            del kept[: -self.KEEP]  # the smallest go
+
+    def take(self, site: Site, shape: tuple[int, int], keep: bool) -> tuple[torch.Tensor, bool]:
+        """A float32 buffer of ``shape`` (contents undefined) and whether it is fresh (all zeros);
+        ``keep``: its map comes back here when the buffer is freed."""
+        count = shape[0] * shape[1]
+        with self._lock:
+            kept = self._maps.get(site, [])
+            fits = [m for m in kept if len(m) >= 4 * count]
+            mm = fits[0] if fits else None  # the smallest that fits
+            if mm is not None:
+                kept.remove(mm)
+            elif kept:
+                kept.pop(0)  # the smallest goes before a larger map is made
+        fresh = mm is None
+        if mm is None:
+            # a kept map has room for a group up to 1/8 larger (groups differ by a few % in words): pages
+            # never written are never resident, and the next group takes this map, not a fresh one
+            mm = mmap.mmap(-1, 4 * max(count + (count // 8 if keep else 0), 1))
+        base = np.frombuffer(mm, np.float32, count=count)
+        if keep:
+            weakref.finalize(base, self._put, site, mm)
+        return torch.from_numpy(base.reshape(shape)), fresh
 
 
 class _Extractor:
@@ -84,36 +130,33 @@ class _Extractor:
         tok = handle.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         self.unk = tok.unk_token or "?"
-        self._scratch: dict[Site, torch.Tensor] = {}
+        self._pool = _MapPool()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_scratch": {}}  # a Dask worker gets the extractor, not its buffers
+        state = dict(self.__dict__)
+        del state["_pool"]  # a Dask worker gets the extractor, not its buffers
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _pool=_MapPool())
+
+    def __copy__(self) -> _Extractor:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__, _pool=_MapPool())
+        return new
 
     def _buffers(
-        self, n_units: int, widths: dict[Site, int], reuse: bool, fill: float | None
+        self, n_units: int, widths: dict[Site, int], fill: float | None, keep: bool
     ) -> dict[Site, torch.Tensor]:
         """Float32 ``(n_units, width)`` buffers filled with ``fill``, one per site, for a group's rows
-        (``None``: every row will be assigned, its starting value does not matter).
-
-        ``reuse``: the buffers do not leave :meth:`run` (they are converted to float16 there), so they are
-        kept for the next group (and filled again where ``fill`` says). Fresh pages cost a page fault and
-        the kernel's zeroing each; measured, that was more than half of the aggregation's time (8.6 against
-        3.5 ms per batch). Fresh buffers are zeros already and are written only when ``fill`` is not 0.
-        """
+        (``None``: every row will be assigned, its starting value does not matter), from the pool of
+        released buffers (:class:`_MapPool`; ``keep``: they go back there); fresh ones are zeros."""
         out = {}
-        if not reuse:
-            self._scratch.clear()
         for s in self.sites:
-            if reuse:
-                buf = self._scratch.get(s)
-                if buf is None or buf.shape[0] < n_units:
-                    self._scratch.pop(s, None)  # the smaller one goes before the larger one is mapped
-                    buf = self._scratch[s] = _mapped((max(n_units, 1), widths[s]), np.float32)
-                out[s] = buf[:n_units] if fill is None else buf[:n_units].fill_(fill)
-            else:
-                out[s] = _mapped((n_units, widths[s]), np.float32)
-                if fill is not None and fill != 0:
-                    out[s].fill_(fill)
+            buf, fresh = self._pool.take(s, (n_units, widths[s]), keep)
+            if fill is not None and not (fresh and fill == 0):
+                buf.fill_(fill)
+            out[s] = buf
         return out
 
     # -- tokenisation and alignment --------------------------------------------------------------
@@ -228,7 +271,7 @@ class _Extractor:
         # sum (a reused buffer's old values are never read).
         split = any(len(s.windows) > 1 for s in sents)
         fill = float("-inf") if word_mode and self.aggregation == "max" else 0.0 if mean and split else None
-        out = self._buffers(n_units, widths, reuse=dtype == "float16", fill=fill)
+        out = self._buffers(n_units, widths, fill, keep=dtype == "float16")
 
         # For each sentence: which token feeds which output row (and, for mean, how many feed each row).
         src_tokens: list[np.ndarray] = []
