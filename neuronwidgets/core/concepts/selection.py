@@ -265,7 +265,7 @@ def top_activations(
             else:
                 fire[i].merge(top[i].update(x, unit))
             if bottom:
-                low[i].update(np.negative(x), unit)
+                low[i].update(x, unit, negate=True)
     finally:
         bar.close()
     tv, tu = (np.concatenate(a) for a in zip(*(h.result() for h in top)))

@@ -169,7 +169,7 @@ class _SiteStats:
         else:
             self.fire.merge(self.top.update(x, first_unit))
         if self.low is not None:
-            self.low.update(np.negative(x), first_unit)
+            self.low.update(x, first_unit, negate=True)
         if len(rows):
             self.sample.append(x[rows])
         if self.firing is not None:

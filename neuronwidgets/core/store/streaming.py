@@ -156,18 +156,24 @@ class Candidates:
     values: np.ndarray | None = None
 
     @classmethod
-    def above(cls, block: np.ndarray, floor: np.ndarray, first_unit: int) -> Candidates | None:
-        """The values of ``block`` strictly above their column's ``floor`` (``None`` if there are none)."""
+    def above(
+        cls, block: np.ndarray, floor: np.ndarray, first_unit: int, negate: bool = False
+    ) -> Candidates | None:
+        """The values of ``block`` strictly above their column's ``floor`` (``None`` if there are none);
+        ``negate``: of ``-block``, without negating the whole block (``-x > f`` exactly when ``x < -f``)."""
         n, width = block.shape
-        flat = np.flatnonzero(block > floor[None, :])
+        flat = np.flatnonzero(block < -floor[None, :] if negate else block > floor[None, :])
         if len(flat) == 0:
             return None
         if len(flat) > n * width // 4:  # the first chunks: take whole columns
-            return cls(first_unit, width, block=block)
+            return cls(first_unit, width, block=np.negative(block) if negate else block)
         rows, cols = np.divmod(flat, width)
         order = np.argsort(cols.astype(np.int16 if width < 2**15 else np.int64), kind="stable")
         rows, cols = rows[order], cols[order]
-        return cls(first_unit, width, cols=cols, units=first_unit + rows, values=block[rows, cols])
+        values = block[rows, cols]
+        if negate:
+            np.negative(values, out=values)
+        return cls(first_unit, width, cols=cols, units=first_unit + rows, values=values)
 
     def filter(self, floor: np.ndarray) -> Candidates | None:
         """Those strictly above a higher ``floor`` (for a smaller top-k fed from the same scan)."""
@@ -229,10 +235,11 @@ class StreamingTopK:
         """The floor as of the last merge: at most :attr:`floor` (without merging pending candidates)."""
         return self._floor
 
-    def update(self, block: np.ndarray, first_unit: int) -> Candidates | None:
-        """Merge ``block`` (float32 ``[n_units, width]``, row 0 = unit ``first_unit``); returns the
-        candidates it considered, which a smaller top-k over the same columns can :meth:`merge`."""
-        cand = Candidates.above(block, self._floor, first_unit)
+    def update(self, block: np.ndarray, first_unit: int, negate: bool = False) -> Candidates | None:
+        """Merge ``block`` (float32 ``[n_units, width]``, row 0 = unit ``first_unit``; ``negate``: its
+        negation, the bottom-k); returns the candidates it considered, which a smaller top-k over the
+        same columns can :meth:`merge`."""
+        cand = Candidates.above(block, self._floor, first_unit, negate)
         if cand is not None:
             self.merge(cand, prefiltered=True)
         return cand
