@@ -12,7 +12,7 @@ encoding of the strings), Blosc-compressed by numcodecs (the library Zarr's own 
 configuration) and followed by their CRC-32C as 4 little-endian bytes. The file
 goes to the chunk's key (``encode_chunk_key``) through a temporary file and a rename, as Zarr's
 ``LocalStore`` writes it. An array with any other metadata (codecs, key encoding, a storage transformer)
-is written through Zarr. tests/test_zarrstore.py checks the files are byte-identical to Zarr's.
+is written through Zarr. tests/core/test_store.py checks the files are byte-identical to Zarr's.
 """
 
 from __future__ import annotations
@@ -45,9 +45,14 @@ class ChunkFile:
         self.meta = array.metadata
         self.strings = np.dtype(array.dtype).kind in "TUO"
         self.dtype = np.dtype(object) if self.strings else np.dtype(array.dtype).newbyteorder("<")
-        self.rows = int(self.meta.chunk_grid.chunk_shape[0])
+        self.shape = tuple(int(n) for n in self.meta.chunk_grid.chunk_shape)
         self._dirs: set[Path] = set()
         self._blosc = self._codec()
+        self._vlen: Any = None
+        if self.strings:
+            from numcodecs import VLenUTF8
+
+            self._vlen = VLenUTF8()
 
     def _codec(self) -> Any:
         """The numcodecs Blosc codec of the array's chain, or ``None`` when the chain is another."""
@@ -84,24 +89,30 @@ class ChunkFile:
         """The bytes of one whole chunk holding ``block`` (which must have the chunk's shape): the
         compressed values and their CRC-32C."""
         if self.strings:
-            from numcodecs import VLenUTF8
-
-            raw = np.frombuffer(VLenUTF8().encode(np.asarray(block, dtype=object)), np.uint8)
+            raw = np.frombuffer(self._vlen.encode(np.asarray(block, dtype=object)), np.uint8)
         else:
             raw = np.ascontiguousarray(block, dtype=self.dtype).view(np.uint8).reshape(-1)
         data = self._blosc.encode(raw)
         return data, int(google_crc32c.value(data)).to_bytes(4, "little")
 
+    def write_rows(self, k: int, rows: np.ndarray, fill: Any) -> None:
+        """Write chunk ``k`` with ``rows`` first and ``fill`` in the rest of the chunk's rows."""
+        block = np.full(self.shape, fill, dtype=self.dtype)
+        block[: len(rows)] = rows
+        self.write(k, block)
+
     def write(self, k: int, block: np.ndarray) -> None:
         """Write chunk ``k`` along the first axis (rows ``k·rows`` to ``(k+1)·rows``) with ``block``."""
-        shape = tuple(self.meta.chunk_grid.chunk_shape)
-        if block.shape != shape:
-            raise ValueError(f"chunk {k} of {self.folder.name}: got shape {block.shape}, expected {shape}")
+        if block.shape != self.shape:
+            raise ValueError(
+                f"chunk {k} of {self.folder.name}: got shape {block.shape}, expected {self.shape}"
+            )
         if self._blosc is None:
-            self.array[k * self.rows : (k + 1) * self.rows] = block
+            rows = self.shape[0]
+            self.array[k * rows : (k + 1) * rows] = block
             return
         data, crc = self.encode(block)
-        path = self.folder / self.meta.encode_chunk_key((k,) + (0,) * (len(shape) - 1))
+        path = self.folder / self.meta.encode_chunk_key((k,) + (0,) * (len(self.shape) - 1))
         if path.parent not in self._dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(path.parent)

@@ -366,29 +366,20 @@ class ZarrStore:
             raise ValueError(
                 f"block {k} has {chunk.num_sentences} sentences / {chunk.offsets[-1]} rows, expected {b - a} / {n}"
             )
-        cap = self.layout.cap
         sums = []
         for site in self.sites:
             arr = np.ascontiguousarray(chunk.arrays[site], dtype=self.meta["dtype"])
-            pad = np.zeros((cap, arr.shape[1]), dtype=arr.dtype)
-            pad[:n] = arr
             step(f"block {k}: {site}")
-            self.chunk_file(site).write(k, pad)
+            self.chunk_file(site).write_rows(k, arr, 0)
             sums.append(crc32c(arr))
         units = np.array([u for sent in chunk.units for u in sent], dtype=object)
         sentence = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(chunk.offsets))
         word_id = None if chunk.word_ids is None else np.asarray(chunk.word_ids, dtype=np.int64)
         step(f"block {k}: rows")
-        ustr = np.full(cap, "", dtype=object)
-        ustr[:n] = units
-        self.chunk_file("unit").write(k, ustr)
-        sent = np.full(cap, -1, dtype=np.int64)
-        sent[:n] = sentence
-        self.chunk_file("sentence").write(k, sent)
+        self.chunk_file("unit").write_rows(k, units, "")
+        self.chunk_file("sentence").write_rows(k, sentence, -1)
         if self.meta["granularity"] == "token":
-            wid = np.full(cap, -1, dtype=np.int64)
-            wid[:n] = word_id if word_id is not None else -1
-            self.chunk_file("word_id").write(k, wid)
+            self.chunk_file("word_id").write_rows(k, word_id if word_id is not None else np.full(n, -1), -1)
         sums += [_units_crc(units, sentence, word_id if self.meta["granularity"] == "token" else None), n]
         step(f"block {k}: checksums")
         self.chunk_file("checksums").write(k, np.array([sums], dtype=np.int64))
