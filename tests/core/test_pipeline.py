@@ -114,15 +114,17 @@ def test_at_most_two_items_live_at_once() -> None:
     assert most[0] <= 2
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
 @pytest.mark.parametrize(
     "granularity, aggregation, max_length",
     [("word", "mean", None), ("word", "max", None), ("word", "first", None), ("word", "last", None),
      ("token", "mean", None), ("word", "mean", 8)],
 )  # fmt: skip
-def test_float16_groups_reuse_their_buffers(
-    tiny_models, monkeypatch, granularity, aggregation, max_length
+def test_groups_reuse_their_buffers(
+    tiny_models, monkeypatch, granularity, aggregation, max_length, dtype
 ) -> None:
-    """A float16 extraction keeps its float32 group buffers for the next group, and fills them only where
+    """A float16 extraction (and a float32 one whose consumer is done with each group before the next, as
+    the streaming statistics) keeps its float32 group buffers for the next group, and fills them only where
     rows accumulate (max; a mean over a sentence split into windows, ``max_length=8``): a group after a
     larger one (stale rows in the kept buffer) and one after a smaller one (a larger buffer mapped) must
     give exactly what each group gives from fresh buffers."""
@@ -132,15 +134,21 @@ def test_float16_groups_reuse_their_buffers(
     long = ["a", "bb", "ccc", "dddd", "e", "ff"]
     data = [["a", "bb", "ccc", "dddd"]] * 4 + [["e"]] * 4 + [long * (2 if max_length else 1)] * 4
     plan = ExtractionPlan.make(
-        tiny_models["bert"], data, None, "resid", granularity, aggregation, 4, 4, 64, max_length, "float16"
+        tiny_models["bert"], data, None, "resid", granularity, aggregation, 4, 4, 64, max_length, dtype
     )
+    plan.extractor.reuse_buffers = dtype == "float32"
     groups = plan.groups(range(len(plan.bounds)), plan.layout())
     assert len(groups) == 3
-    reused = [c for g in groups for _, c in plan.run_group(g, range(3))]
+    reused = []
+    for g in groups:  # each group's values copied and its buffers freed before the next one
+        ((_, chunk),) = plan.run_group(g, g)
+        reused.append({site: arr.copy() for site, arr in chunk.arrays.items()})
+        del chunk
+    assert len(plan.extractor._pool._maps) == len(plan.sites)  # the buffers came back
     assert bool(plan.extractor.split) == bool(max_length)
-    for g, chunk in zip(groups, reused):
+    for g, arrays in zip(groups, reused):
         plan.extractor._pool.clear()  # fresh buffers
         ((_, fresh),) = plan.run_group(g, g)
-        for site, arr in chunk.arrays.items():
-            assert arr.dtype == np.float16
-            assert np.array_equal(arr.view(np.uint16), fresh.arrays[site].view(np.uint16))
+        for site, arr in arrays.items():
+            assert arr.dtype == np.dtype(dtype)
+            assert np.array_equal(arr.view(np.uint8), fresh.arrays[site].view(np.uint8))

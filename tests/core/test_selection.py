@@ -13,7 +13,7 @@ from synthetic_acts import make_activations, random_corpus
 
 from neuronwidgets.core.concepts.selection import quantile_samples, top_activations, word_types
 from neuronwidgets.core.store import streaming
-from neuronwidgets.core.store.streaming import NeuronSelection, StreamingTopK
+from neuronwidgets.core.store.streaming import Candidates, NeuronSelection, StreamingTopK
 
 SITES = {"layer.0.mlp": 7, "layer.1.resid": 5}
 
@@ -212,3 +212,33 @@ def test_word_types_equal_groupby(data) -> None:
     assert frame["fire_rate"].is_monotonic_decreasing
     default = word_types(acts, "layer.1.resid:4")
     assert default.threshold == top_activations(acts, "layer.1.resid:4").threshold("layer.1.resid:4")
+
+
+@pytest.mark.parametrize("negate", [False, True])
+def test_screening_by_column_extremes_finds_the_same_candidates(negate: bool) -> None:
+    """``Candidates.above(..., extreme=)`` scans only the columns whose extreme passes the floor: the same
+    candidates, in the same order, as the scan of the whole block (few columns, most, none; ties; a column
+    with a NaN, whose extreme is NaN, is scanned)."""
+    rng = np.random.default_rng(3)
+    block = rng.standard_normal((300, 40)).astype(np.float32)
+    block[5, 7] = np.nan
+    block[:, 9] = 1.5  # a column of ties
+    signed = -block if negate else block
+    extreme = signed.max(axis=0)  # NaN for column 7
+    for q, open_cols in [(0.0, None), (0.9, None), (0.9, [2, 7, 9, 11]), (0.999, [7, 30]), (1.0, None)]:
+        floor = np.nanquantile(signed, q, axis=0).astype(np.float32)
+        if q == 0.0:
+            floor[:] = -np.inf
+        if open_cols is not None:  # a few columns can hold candidates: only they are scanned
+            floor[np.setdiff1d(np.arange(40), open_cols)] = np.inf
+        want = Candidates.above(block, floor, 100, negate)
+        got = Candidates.above(block, floor, 100, negate, extreme=extreme)
+        if want is None:
+            assert got is None
+            continue
+        assert got is not None
+        for field in ("block", "cols", "units", "values"):
+            a, b = getattr(want, field), getattr(got, field)
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_array_equal(a, b)

@@ -335,6 +335,12 @@ class ExtractionPlan:
     def fingerprint(self) -> dict[str, Any]:
         """What the store's contents depend on: weights, tokenizer, corpus, sites, dtype and settings."""
         settings = {k: v for k, v in self.meta.items() if k not in ("format", "version", "sites", "dtype")}
+        # how texts are batched changes the padding of each forward pass, hence the last bits of values
+        ex = self.extractor
+        settings["batching"] = (
+            f"<= {ex.batch_size} texts, <= {ex.max_batch_tokens} tokens, least padding + "
+            f"{ex.BATCH_COST_TOKENS} tokens per batch"
+        )
         return {
             "weights": weights_digest(self.handle.model),
             "tokenizer": tokenizer_digest(self.handle.tokenizer),

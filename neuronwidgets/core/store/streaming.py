@@ -157,12 +157,32 @@ class Candidates:
 
     @classmethod
     def above(
-        cls, block: np.ndarray, floor: np.ndarray, first_unit: int, negate: bool = False
+        cls,
+        block: np.ndarray,
+        floor: np.ndarray,
+        first_unit: int,
+        negate: bool = False,
+        extreme: np.ndarray | None = None,
     ) -> Candidates | None:
         """The values of ``block`` strictly above their column's ``floor`` (``None`` if there are none);
-        ``negate``: of ``-block``, without negating the whole block (``-x > f`` exactly when ``x < -f``)."""
+        ``negate``: of ``-block``, without negating the whole block (``-x > f`` exactly when ``x < -f``);
+        ``extreme``: each column's largest value (of ``-block`` with ``negate``) if known, so that only the
+        columns that can hold a candidate are scanned (the same result)."""
         n, width = block.shape
-        flat = np.flatnonzero(block < -floor[None, :] if negate else block > floor[None, :])
+        cols_in: np.ndarray | None = None
+        if extreme is not None:
+            cols_in = np.flatnonzero(~(extreme <= floor))  # a NaN extreme (NaN in the column): scanned
+            if len(cols_in) == 0:
+                return None
+            if len(cols_in) > width // 2:
+                cols_in = None  # most columns: one scan of the whole block is cheaper than a gather
+        if cols_in is None:
+            flat = np.flatnonzero(block < -floor[None, :] if negate else block > floor[None, :])
+        else:
+            sub = block[:, cols_in]
+            hit = np.flatnonzero(sub < -floor[cols_in] if negate else sub > floor[cols_in])
+            r, c = np.divmod(hit, len(cols_in))
+            flat = r * width + cols_in[c]  # as the whole block's scan finds them: row by row
         if len(flat) == 0:
             return None
         if len(flat) > n * width // 4:  # the first chunks: take whole columns
@@ -235,11 +255,13 @@ class StreamingTopK:
         """The floor as of the last merge: at most :attr:`floor` (without merging pending candidates)."""
         return self._floor
 
-    def update(self, block: np.ndarray, first_unit: int, negate: bool = False) -> Candidates | None:
+    def update(
+        self, block: np.ndarray, first_unit: int, negate: bool = False, extreme: np.ndarray | None = None
+    ) -> Candidates | None:
         """Merge ``block`` (float32 ``[n_units, width]``, row 0 = unit ``first_unit``; ``negate``: its
-        negation, the bottom-k); returns the candidates it considered, which a smaller top-k over the
-        same columns can :meth:`merge`."""
-        cand = Candidates.above(block, self._floor, first_unit, negate)
+        negation, the bottom-k; ``extreme``: as :meth:`Candidates.above`); returns the candidates it
+        considered, which a smaller top-k over the same columns can :meth:`merge`."""
+        cand = Candidates.above(block, self._floor, first_unit, negate, extreme)
         if cand is not None:
             self.merge(cand, prefiltered=True)
         return cand
