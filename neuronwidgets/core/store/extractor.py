@@ -332,7 +332,7 @@ class _Extractor:
         extra = len(self.prefix) + len(self.suffix)
         lengths = [wb - wa + extra for _, wa, wb in segments]
         n, cap, per = len(lengths), self.max_batch_tokens, self.BATCH_COST_TOKENS
-        cost = [0] + [0] * n
+        cost = [0] * (n + 1)  # the least cost of batching segments 0 … i-1
         cut = [0] * (n + 1)  # the best batch ending before segment i starts at segment cut[i]
         for i in range(1, n + 1):
             best, arg = cost[i - 1] + lengths[i - 1] + per, i - 1
