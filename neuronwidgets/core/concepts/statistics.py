@@ -231,7 +231,8 @@ def extract_statistics(
         sample: Units in the quantile sketch (a uniform sample, by a hash of the unit index).
         granularity: ``"word"`` or ``"token"``.
         aggregation: How subwords make a word (``"mean"``, ``"first"``, ``"last"``, ``"max"``).
-        chunk_sentences: Sentences per block (memory is one block of activations).
+        chunk_sentences: About this many sentences per block, cut by rows (memory is one group of blocks'
+            activations; see :func:`~neuronwidgets.core.store.extraction.row_blocks`).
         batch_size: Texts per forward pass.
         max_batch_tokens: Padded tokens per forward pass.
         max_length: Tokens per forward pass (default the model's maximum).

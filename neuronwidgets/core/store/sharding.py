@@ -26,6 +26,7 @@ def extract_on_dask(client: Any, plan: ExtractionPlan, root: Path, todo: list[in
     from .zarrstore import ZarrStore
 
     _warn_malloc_trim(client)
+    _ = plan.bounds  # the blocks are cut here, once, not again on every worker
     shared = client.scatter(plan, broadcast=True)
     layout = ZarrStore.open(root, mode="r").layout
     futures = [
