@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
 
 from neuronwidgets.core.store.extraction import ExtractionPlan
 from neuronwidgets.core.store.pipeline import consume_overlapped
@@ -136,19 +137,29 @@ def test_groups_reuse_their_buffers(
     plan = ExtractionPlan.make(
         tiny_models["bert"], data, None, "resid", granularity, aggregation, 4, 4, 64, max_length, dtype
     )
+    plan._bounds = [(0, 4), (4, 8), (8, 12)]  # one block (and group) of each kind, whatever the row rule
     plan.extractor.reuse_buffers = dtype == "float32"
     groups = plan.groups(range(len(plan.bounds)), plan.layout())
     assert len(groups) == 3
     reused = []
     for g in groups:  # each group's values copied and its buffers freed before the next one
-        ((_, chunk),) = plan.run_group(g, g)
-        reused.append({site: arr.copy() for site, arr in chunk.arrays.items()})
-        del chunk
+        chunks = plan.run_group(g, g)
+        reused.append([{site: arr.copy() for site, arr in c.arrays.items()} for _, c in chunks])
+        del chunks
     assert len(plan.extractor._pool._maps) == len(plan.sites)  # the buffers came back
     assert bool(plan.extractor.split) == bool(max_length)
-    for g, arrays in zip(groups, reused):
+    for g, blocks in zip(groups, reused):
         plan.extractor._pool.clear()  # fresh buffers
-        ((_, fresh),) = plan.run_group(g, g)
-        for site, arr in arrays.items():
-            assert arr.dtype == np.dtype(dtype)
-            assert np.array_equal(arr.view(np.uint8), fresh.arrays[site].view(np.uint8))
+        fresh = plan.run_group(g, g)
+        assert len(fresh) == len(blocks)
+        for arrays, (_, chunk) in zip(blocks, fresh):
+            for site, arr in arrays.items():
+                assert arr.dtype == np.dtype(dtype)
+                assert np.array_equal(arr.view(np.uint8), chunk.arrays[site].view(np.uint8))
+    if dtype == "float16":  # pooled straight into float16 rows: the float32 rows, rounded once
+        plan.meta["dtype"] = "float32"
+        for g, blocks in zip(groups, reused):
+            for arrays, (_, chunk) in zip(blocks, plan.run_group(g, g)):
+                for site, arr in arrays.items():
+                    want = torch.from_numpy(chunk.arrays[site]).half().numpy()
+                    assert np.array_equal(arr.view(np.uint8), want.view(np.uint8))

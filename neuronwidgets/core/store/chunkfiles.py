@@ -47,6 +47,7 @@ class ChunkFile:
         self.dtype = np.dtype(object) if self.strings else np.dtype(array.dtype).newbyteorder("<")
         self.shape = tuple(int(n) for n in self.meta.chunk_grid.chunk_shape)
         self._dirs: set[Path] = set()
+        self._scratch: np.ndarray | None = None
         self._blosc = self._codec()
         self._vlen: Any = None
         if self.strings:
@@ -96,9 +97,15 @@ class ChunkFile:
         return data, int(google_crc32c.value(data)).to_bytes(4, "little")
 
     def write_rows(self, k: int, rows: np.ndarray, fill: Any) -> None:
-        """Write chunk ``k`` with ``rows`` first and ``fill`` in the rest of the chunk's rows."""
-        block = np.full(self.shape, fill, dtype=self.dtype)
+        """Write chunk ``k`` with ``rows`` first and ``fill`` in the rest of the chunk's rows.
+
+        The chunk is assembled in one buffer kept for the next write (a fresh chunk-sized array per write
+        costs its page faults every time); it is encoded and written before this returns."""
+        if self._scratch is None:
+            self._scratch = np.empty(self.shape, dtype=self.dtype)
+        block = self._scratch
         block[: len(rows)] = rows
+        block[len(rows) :] = fill
         self.write(k, block)
 
     def write(self, k: int, block: np.ndarray) -> None:

@@ -45,6 +45,12 @@ class _Sentence:
         ]
 
 
+def _to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``values`` converted to ``dtype`` by torch (round to nearest even, as NumPy, several times faster
+    for float16)."""
+    return torch.from_numpy(values).to(getattr(torch, dtype.name)).numpy()
+
+
 class _MapPool:
     """Group buffers in anonymous memory maps of their own, each handed back here when its last view goes
     and given out again for the same site's next group.
@@ -78,20 +84,23 @@ class _MapPool:
             if old is None or len(old) < len(mm):  # the larger stays
                 self._maps[site] = mm
 
-    def take(self, site: Site, shape: tuple[int, int], keep: bool) -> tuple[torch.Tensor, bool]:
-        """A float32 buffer of ``shape`` (contents undefined) and whether it is fresh (all zeros);
+    def take(
+        self, site: Site, shape: tuple[int, int], keep: bool, dtype: np.dtype
+    ) -> tuple[torch.Tensor, bool]:
+        """A ``dtype`` buffer of ``shape`` (contents undefined) and whether it is fresh (all zeros);
         ``keep``: its map comes back here when the buffer is freed."""
         count = shape[0] * shape[1]
+        size = dtype.itemsize
         with self._lock:
             mm = self._maps.pop(site, None)
-        if mm is not None and len(mm) < 4 * count:
+        if mm is not None and len(mm) < size * count:
             mm = None  # too small: unmapped once this reference goes, before a larger one is made
         fresh = mm is None
         if mm is None:
             # a kept map has room for a group up to 1/8 larger (groups differ by a few % in words): pages
             # never written are never resident, and the next group takes this map, not a fresh one
-            mm = mmap.mmap(-1, 4 * max(count + (count // 8 if keep else 0), 1))
-        base = np.frombuffer(mm, np.float32, count=count)
+            mm = mmap.mmap(-1, size * max(count + (count // 8 if keep else 0), 1))
+        base = np.frombuffer(mm, dtype, count=count)
         if keep:
             weakref.finalize(base, self._put, site, mm)
         return torch.from_numpy(base.reshape(shape)), fresh
@@ -141,14 +150,14 @@ class _Extractor:
         return new
 
     def _buffers(
-        self, n_units: int, widths: dict[Site, int], fill: float | None, keep: bool
+        self, n_units: int, widths: dict[Site, int], fill: float | None, keep: bool, dtype: np.dtype
     ) -> dict[Site, torch.Tensor]:
-        """Float32 ``(n_units, width)`` buffers filled with ``fill``, one per site, for a group's rows
+        """``dtype`` ``(n_units, width)`` buffers filled with ``fill``, one per site, for a group's rows
         (``None``: every row will be assigned, its starting value does not matter), from the pool of
         released buffers (:class:`_MapPool`; ``keep``: they go back there); fresh ones are zeros."""
         out = {}
         for s in self.sites:
-            buf, fresh = self._pool.take(s, (n_units, widths[s]), keep)
+            buf, fresh = self._pool.take(s, (n_units, widths[s]), keep, dtype)
             if fill is not None and not (fresh and fill == 0):
                 buf.fill_(fill)
             out[s] = buf
@@ -266,7 +275,12 @@ class _Extractor:
         # sum (a reused buffer's old values are never read).
         split = any(len(s.windows) > 1 for s in sents)
         fill = float("-inf") if word_mode and self.aggregation == "max" else 0.0 if mean and split else None
-        out = self._buffers(n_units, widths, fill, keep=dtype == "float16" or self.reuse_buffers)
+        # A float16 extraction pools straight into float16 rows (rounded once, as a float32 row converted
+        # afterwards: a mean is divided in float32 before; the max of rounded values is the rounded max),
+        # except a mean that accumulates over windows, which is summed in float32 and converted at the end.
+        half = dtype == "float16" and not (mean and split)
+        buf_dtype = np.dtype(np.float16 if half else np.float32)
+        out = self._buffers(n_units, widths, fill, dtype == "float16" or self.reuse_buffers, buf_dtype)
 
         # For each sentence: which token feeds which output row (and, for mean, how many feed each row).
         src_tokens: list[np.ndarray] = []
@@ -288,16 +302,20 @@ class _Extractor:
                 tokens = s.pair_token[at]
             src_tokens.append(tokens)
             dst_rows.append(base + words)
-        denom = None
+        denom = n_tok = None
         if mean:
             n_tok = np.bincount(np.concatenate([*dst_rows, np.zeros(0, np.int64)]), minlength=n_units)
-            multi = np.flatnonzero(n_tok > 1)  # x / 1 == x: only these rows are divided
-            denom = (torch.from_numpy(multi), torch.from_numpy(n_tok[multi].astype(np.float32)).unsqueeze(1))
+            if split:  # rows accumulate over windows: divided at the end
+                multi = np.flatnonzero(n_tok > 1)  # x / 1 == x: only these rows are divided
+                denom = (
+                    torch.from_numpy(multi),
+                    torch.from_numpy(n_tok[multi].astype(np.float32)).unsqueeze(1),
+                )
 
         segments = [(j, wa, wb) for j, s in enumerate(sents) for wa, wb in s.windows]
         segments.sort(key=lambda seg: seg[2] - seg[1], reverse=True)
         for batch in self._batches(segments):
-            self._run_batch(batch, sents, src_tokens, dst_rows, out, accumulate=split)
+            self._run_batch(batch, sents, src_tokens, dst_rows, out, accumulate=split, n_tok=n_tok)
 
         arrays: dict[str, np.ndarray] = {}
         for site in list(out):
@@ -305,7 +323,9 @@ class _Extractor:
             if denom is not None and len(denom[0]):
                 tensor[denom[0]] /= denom[1]
             # torch converts to float16 (round to nearest even, as NumPy) several times faster than NumPy
-            arrays[site.name] = (tensor.to(torch.float16) if dtype == "float16" else tensor).numpy()
+            arrays[site.name] = (
+                tensor.to(torch.float16) if tensor.dtype != torch.float16 and dtype == "float16" else tensor
+            ).numpy()
             del tensor
         units = (
             [list(corpus.words[a + j]) for j in range(b - a)]
@@ -359,9 +379,11 @@ class _Extractor:
         dst_rows: list[np.ndarray],
         out: dict[Site, torch.Tensor],
         accumulate: bool,
+        n_tok: np.ndarray | None = None,
     ) -> None:
         """One forward pass; each site's token rows are pooled into ``out``'s rows (``accumulate``: a mean
-        adds to the rows, which start at 0; otherwise it assigns them)."""
+        adds to the rows, which start at 0; otherwise it assigns each row its mean, its sum divided by its
+        token count ``n_tok[row]`` in float32, then converted to the buffer's dtype)."""
         pre, suf = len(self.prefix), len(self.suffix)
         width = max(wb - wa for _, wa, wb in batch) + pre + suf
         ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
@@ -403,6 +425,11 @@ class _Extractor:
             distinct = len(np.unique(keys)) == len(keys)  # not when a word is split across two windows
             if not (distinct or accumulate):
                 raise AssertionError("a word's tokens are not consecutive in a sentence without windows")
+            if not accumulate:
+                assert n_tok is not None
+                counts = n_tok[keys]
+                multi = np.flatnonzero(counts > 1)  # x / 1 == x: only these rows are divided
+                per = counts[multi].astype(np.float32)[:, None]
         with torch.inference_mode():
             acts = run_capturing(self.handle, self.sites, inputs)
             for site, act in acts.items():
@@ -413,15 +440,18 @@ class _Extractor:
                     for level in levels:
                         sums[run_of[level]] += flat[src[level]]
                     if not accumulate:
-                        target[keys] = sums
+                        if len(multi):
+                            sums[multi] /= per
+                        # torch's conversion to float16: several times faster than NumPy's
+                        target[keys] = sums if target.dtype == sums.dtype else _to(sums, target.dtype)
                     elif distinct:
                         target[keys] += sums
                     else:
                         np.add.at(target, keys, sums)
                     continue
-                picked = torch.from_numpy(flat[src])
-                rows_t = torch.from_numpy(rows)
                 target_t = out[site]
+                picked = torch.from_numpy(flat[src]).to(target_t.dtype)
+                rows_t = torch.from_numpy(rows)
                 if self.granularity == "word" and self.aggregation == "max":
                     target_t.index_reduce_(0, rows_t, picked, "amax", include_self=True)
                 else:
