@@ -37,10 +37,8 @@ from .zarrstore import Layout, ZarrStore, is_legacy_store, is_zarr_store
 GRANULARITIES = ("word", "token")
 AGGREGATIONS = ("mean", "first", "last", "max")
 #: Blocks are computed in groups of consecutive blocks (see ``ExtractionPlan.groups``) of at most this many
-#: sentences and this many bytes of rows (at the stored dtype): the unit of length sorting, and the memory
-#: it costs. A float32 group of UD-like sentences reaches the bytes first (≈ 2,000 sentences of MiniLM's 7
-#: residual sites), a float16 one the sentences.
-GROUP_SENTENCES = 3072
+#: sentences and this many bytes of float32 rows: the unit of length sorting, and the memory it costs.
+GROUP_SENTENCES = 2048
 GROUP_BYTES = 256 * 2**20
 #: How the corpus is cut into stored blocks (recorded in the store's fingerprint: another rule, other chunks).
 BLOCK_RULE = (
@@ -368,14 +366,11 @@ class ExtractionPlan:
 
         A group's sentences are length-sorted and batched together, which wastes far less padding than
         sorting each block alone (on UD English, 256-sentence blocks padded 23 % more tokens than 2,048-
-        sentence groups; 100k sentences in groups of 2,048 ran 0.9 % more tokens than one global sort, in
-        groups of 3,072 0.6 %, with 3 % fewer forward passes). Groups depend only on the layout (at most
-        ``GROUP_SENTENCES`` sentences and ``GROUP_BYTES`` of rows at the stored dtype: a float16
-        extraction pools into float16 rows, except a mean over a sentence split into windows, summed in
-        float32), never on which blocks are missing, so a resumed or distributed run batches every
-        sentence exactly as an uninterrupted one and stores the same bits.
+        sentence groups). Groups depend only on the layout (at most ``GROUP_SENTENCES`` sentences and
+        ``GROUP_BYTES`` of float32 rows), never on which blocks are missing, so a resumed or distributed
+        run batches every sentence exactly as an uninterrupted one and stores the same bits.
         """
-        row_bytes = np.dtype(self.meta["dtype"]).itemsize * sum(self.meta["widths"].values())
+        row_bytes = 4 * sum(self.meta["widths"].values())
         groups: list[list[int]] = []
         sents = size = 0
         for k, (a, b) in enumerate(self.bounds):
@@ -409,7 +404,7 @@ class ExtractionPlan:
         settings["batching"] = (
             f"<= {ex.batch_size} texts, <= {ex.max_batch_tokens} tokens, least padding + "
             f"{ex.BATCH_COST_TOKENS} tokens per batch, in groups of <= {GROUP_SENTENCES} sentences and "
-            f"<= {GROUP_BYTES // 2**20} MB of rows"
+            f"<= {GROUP_BYTES // 2**20} MB of float32 rows"
         )
         return {
             "weights": weights_digest(self.handle.model),
