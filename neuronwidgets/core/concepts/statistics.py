@@ -232,7 +232,7 @@ def extract_statistics(
         granularity: ``"word"`` or ``"token"``.
         aggregation: How subwords make a word (``"mean"``, ``"first"``, ``"last"``, ``"max"``).
         chunk_sentences: About this many sentences per block, cut by rows (memory is one group of blocks'
-            activations; see :func:`~neuronwidgets.core.store.extraction.row_blocks`).
+            activations; see ``row_blocks`` in ``store/extraction.py``).
         batch_size: Texts per forward pass.
         max_batch_tokens: Padded tokens per forward pass.
         max_length: Tokens per forward pass (default the model's maximum).

@@ -188,7 +188,7 @@ def extract_activations(
             another count).
         chunk_sentences: About this many sentences per stored chunk: blocks of consecutive sentences are
             cut by rows, each with about the words (tokens) of ``chunk_sentences`` average sentences
-            (:func:`row_blocks`), so that chunks carry little padding.
+            (``row_blocks`` in ``store/extraction.py``), so that chunks carry little padding.
         batch_size: Texts per forward pass.
         max_batch_tokens: Most (padded) tokens per forward pass.
         max_length: Tokens per forward pass (default the model's maximum); longer texts are split.
@@ -337,7 +337,7 @@ class ExtractionPlan:
 
     @property
     def bounds(self) -> list[tuple[int, int]]:
-        """The blocks of sentences ``(first, end)`` (:func:`row_blocks`; counting tokens needs one
+        """The blocks of sentences ``(first, end)`` (``row_blocks``; counting tokens needs one
         tokenisation of the corpus at token granularity, done once)."""
         if self._bounds is None:
             self._bounds = row_blocks(self.unit_counts(), self.meta["chunk_sentences"])
