@@ -61,10 +61,11 @@ class _MapPool:
     by ≈ 470 MB (445 MB of it free but held at the end). A map of its own leaves no hole.
 
     Fresh pages cost a page fault and the kernel's zeroing each: measured, that was more than half of the
-    word pooling's time (8.6 against 3.5 ms per batch). So buffers that never outlive their group come back
-    here when freed: a float16 extraction's (converted in :meth:`_Extractor.run`) and those of a consumer
-    that takes a group before the next one starts (:attr:`_Extractor.reuse_buffers`, set by the streaming
-    statistics). One free map is kept per site and handed out for the next group when it fits.
+    word pooling's time (8.6 against 3.5 ms per batch). So some buffers come back here when freed: a
+    float16 extraction's (half the size of float32 rows; a store writer frees them after writing, while the
+    next group fills the map it freed before) and those of a consumer that takes a group before the next
+    one starts (:attr:`_Extractor.reuse_buffers`, set by the streaming statistics). One free map is kept
+    per site and handed out for the next group when it fits.
 
     Float32 buffers that a store writer consumes while the next group fills are not kept: two full sets
     would stay resident at once (tried: 4-10 % faster, but the peak RSS rose by 320 MB at 10k sentences).
